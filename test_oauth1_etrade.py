@@ -190,7 +190,7 @@ def test_form_decoding_of_query_and_body():
         ("f", "\u00e9,"),
     ]
     assert oa._parse_form_encoded(form) == [
-        (oa.percent_encode(n), oa.percent_encode(v)) for n, v in oa._parse_form(form)
+        f"{oa.percent_encode(n)} {oa.percent_encode(v)}" for n, v in oa._parse_form(form)
     ]
 
 
@@ -210,6 +210,18 @@ form_texts = st.lists(
 @given(form_texts)
 def test_form_reencode_fast_path_equals_decode_then_encode(text):
     assert oa._form_reencode(text) == oa.percent_encode(oa._form_decode(text))
+
+
+@given(st.lists(st.tuples(form_texts, st.one_of(st.none(), form_texts)), max_size=8), st.booleans())
+def test_parse_form_encoded_fast_path_equals_field_by_field(fields, empty_field):
+    text = "&".join(n if v is None else f"{n}={v}" for n, v in fields) + ("&" if empty_field else "")
+    expected = [f"{oa.percent_encode(n)} {oa.percent_encode(v)}" for n, v in oa._parse_form(text)]
+    assert oa._parse_form_encoded(text) == expected
+
+
+def test_parse_form_encoded_takes_the_fast_path_for_canonical_text():
+    # Canonical text comes back with only "=" -> " " (and "+" -> "%20").
+    assert oa._parse_form_encoded("a=b%2C&c&d=x+y&") == ["a b%2C", "c ", "d x%20y"]
 
 
 # ---- §3.4.1.1 Signature base string ----
