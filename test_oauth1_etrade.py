@@ -6,11 +6,26 @@ properties check every rule on arbitrary input.
 
 from __future__ import annotations
 
+import datetime
+import html
+import http.server
+import importlib
 import json
+import logging
+import os
 import pathlib
+import re
+import socket
+import stat
 import string
 import subprocess
 import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import zoneinfo
 from urllib.parse import parse_qsl, unquote, unquote_to_bytes
 
 import pytest
@@ -556,6 +571,726 @@ def test_verify_plaintext():
     )
     assert oa.verify_request("GET", "https://e.com/", header, consumer_secret="c s", token_secret="t&")
     assert not oa.verify_request("GET", "https://e.com/", header, consumer_secret="c s", token_secret="t")
+
+
+# ---- E*TRADE: token lifetime ----
+
+EASTERN = zoneinfo.ZoneInfo("America/New_York")
+PROBE_SECONDS = [
+    0,
+    3 * 3600 + 59 * 60 + 59,
+    4 * 3600,
+    4 * 3600 + 1800,
+    5 * 3600,
+    5 * 3600 + 1,
+    6 * 3600,
+    6 * 3600 + 59,
+    7 * 3600,
+    12 * 3600,
+    86399,
+]
+
+
+def test_us_rule_matches_zoneinfo_every_day_2007_to_2040():
+    # Each day of 2007-2040 at UTC times around 04:00-07:00 (where Eastern
+    # midnight and the DST switches fall), noon and the day's end.
+    start = datetime.datetime(2007, 1, 1, tzinfo=datetime.timezone.utc).timestamp()
+    end = datetime.datetime(2041, 1, 1, tzinfo=datetime.timezone.utc).timestamp()
+    days = 0
+    for day_start in range(int(start), int(end), 86400):
+        days += 1
+        for second in PROBE_SECONDS:
+            t = day_start + second
+            offset = datetime.datetime.fromtimestamp(t, EASTERN).utcoffset().total_seconds()
+            assert oa._us_eastern_offset(t) == offset, t
+            assert oa._next_eastern_midnight_by_rule(t) == oa._next_eastern_midnight_by_zoneinfo(t), t
+    assert days == 12419
+
+
+@pytest.mark.parametrize(
+    "issued, expires",
+    [
+        # 2026-03-07 23:30 EST (day before DST starts) -> 2026-03-08 00:00 EST
+        ("2026-03-08T04:30:00+00:00", "2026-03-08T05:00:00+00:00"),
+        # 2026-03-08 12:00 EDT (DST began at 02:00) -> 2026-03-09 00:00 EDT
+        ("2026-03-08T16:00:00+00:00", "2026-03-09T04:00:00+00:00"),
+        # 2026-11-01 01:30 EDT, before DST ends -> 2026-11-02 00:00 EST
+        ("2026-11-01T05:30:00+00:00", "2026-11-02T05:00:00+00:00"),
+        # 2026-11-23 09:00 EST -> 2026-11-24 00:00 EST
+        ("2026-11-23T14:00:00+00:00", "2026-11-24T05:00:00+00:00"),
+        # one second before midnight EDT -> that midnight
+        ("2026-07-01T03:59:59+00:00", "2026-07-01T04:00:00+00:00"),
+        # exactly midnight EDT -> the next midnight
+        ("2026-07-01T04:00:00+00:00", "2026-07-02T04:00:00+00:00"),
+    ],
+)
+def test_access_token_expiry_examples(issued, expires, monkeypatch):
+    issued_t = datetime.datetime.fromisoformat(issued).timestamp()
+    expected = datetime.datetime.fromisoformat(expires).timestamp()
+    assert oa.access_token_expiry(issued_t) == expected
+    # the same without tz data, by the US rule
+    monkeypatch.setattr(oa, "_next_eastern_midnight_by_zoneinfo", lambda t: None)
+    assert oa.access_token_expiry(issued_t) == expected
+
+
+def test_token_repr_hides_the_secret():
+    token = oa.Token("tok/en+value=", "s3cr3t-value", 1.0)
+    assert "s3cr3t" not in repr(token)
+    assert token.used_at(5.0).last_used == 5.0 and token.last_used == 1.0
+
+
+# ---- E*TRADE: the session ----
+
+CONSUMER_KEY = "emulator-consumer-key"
+CONSUMER_SECRET = "emulator/consumer+secret="
+START = datetime.datetime(2026, 11, 23, 14, 0, tzinfo=datetime.timezone.utc).timestamp()  # 09:00 EST
+
+
+@pytest.fixture()
+def clock():
+    return oa.ManualClock(START)
+
+
+@pytest.fixture()
+def emulator(clock):
+    emu = oa.Emulator(consumer_key=CONSUMER_KEY, consumer_secret=CONSUMER_SECRET, clock=clock)
+    with emu:
+        yield emu
+
+
+def new_session(emulator, clock, **kwargs):
+    return oa.ETradeSession(
+        CONSUMER_KEY,
+        CONSUMER_SECRET,
+        api_base=emulator.base_url,
+        authorize_base=emulator.authorize_base,
+        clock=clock,
+        **kwargs,
+    )
+
+
+def approve(url: str, decision: str = "approve") -> urllib.request.Request:
+    """Open the authorize page like a user and press a button; return the POST request."""
+    page = urllib.request.urlopen(url, timeout=10).read().decode()
+    key = html.unescape(re.search(r'name="key" value="([^"]*)"', page).group(1))
+    token = html.unescape(re.search(r'name="token" value="([^"]*)"', page).group(1))
+    assert "Approve" in page and "Deny" in page
+    form = urllib.parse.urlencode({"key": key, "token": token, "decision": decision}).encode()
+    return urllib.request.Request(url.partition("?")[0], data=form)
+
+
+def verifier_from_page(url: str) -> str:
+    page = urllib.request.urlopen(approve(url), timeout=10).read().decode()
+    return re.search(r'id="verifier">([A-Z0-9]+)<', page).group(1)
+
+
+def login(session) -> None:
+    session.get_request_token()
+    session.get_access_token(verifier_from_page(session.authorize_url()))
+
+
+def test_hosts_default_as_etrade_documents():
+    prod = oa.ETradeSession("k", "s")
+    assert (prod.api_base, prod.oauth_base) == ("https://api.etrade.com", "https://api.etrade.com")
+    sandbox = oa.ETradeSession("k", "s", sandbox=True)
+    assert (sandbox.api_base, sandbox.oauth_base) == ("https://apisb.etrade.com", "https://api.etrade.com")
+    assert sandbox.authorize_base == "https://us.etrade.com/e/t/etws/authorize"
+    custom = oa.ETradeSession("k", "s", api_base="http://127.0.0.1:9")
+    assert custom.oauth_base == "http://127.0.0.1:9"
+    both = oa.ETradeSession("k", "s", sandbox=True, oauth_base="https://apisb.etrade.com/")
+    assert both.oauth_base == "https://apisb.etrade.com"
+
+
+@pytest.mark.parametrize(
+    "base", ["http://api.etrade.com", "http://10.0.0.1/", "ftp://127.0.0.1/", "127.0.0.1:8080"]
+)
+def test_plain_http_only_to_loopback(base):
+    with pytest.raises(ValueError):
+        oa.ETradeSession("k", "s", api_base=base)
+    for loopback in ("http://127.0.0.1:1", "http://localhost:2", "http://[::1]:3"):
+        oa.ETradeSession("k", "s", api_base=loopback)
+
+
+def test_session_misuse_is_type_or_value_error():
+    with pytest.raises(TypeError, match="consumer_secret"):
+        oa.ETradeSession("k", None)
+    with pytest.raises(ValueError, match="token and token_secret"):
+        oa.ETradeSession("k", "s", token="t")
+    with pytest.raises(ValueError, match="timeout"):
+        oa.ETradeSession("k", "s", timeout=0)
+
+
+def test_session_repr_shows_no_secret():
+    session = oa.ETradeSession(
+        "consumerkey123", "consumer-secret-xyz", token="access", token_secret="tok-secret-xyz"
+    )
+    text = repr(session) + repr(session.access_token) + repr(session.auth())
+    assert "consumer-secret-xyz" not in text and "tok-secret-xyz" not in text
+    assert "consumerkey123" not in text  # masked
+
+
+def test_whole_lifecycle_end_to_end(emulator, clock):
+    session = new_session(emulator, clock)
+    # request token
+    token, secret = session.get_request_token()
+    assert session.callback_confirmed is False
+    # authorize URL: key and token percent-encoded
+    url = session.authorize_url()
+    assert (
+        url
+        == f"{emulator.authorize_base}?key={oa.percent_encode(CONSUMER_KEY)}&token={oa.percent_encode(token)}"
+    )
+    assert "/" not in url.partition("token=")[2] and "+" not in url.partition("token=")[2]
+    # the user approves; the page shows the verifier
+    verifier = verifier_from_page(url)
+    # access token
+    access, access_secret = session.get_access_token(verifier)
+    assert session.access_token.token == access and access != token
+    # signed call
+    accounts = session.get("/v1/accounts/list.json").json()
+    assert accounts["AccountListResponse"]["Accounts"]["Account"][0]["accountId"] == "83405188"
+    quote = session.get(
+        "/v1/market/quote/GOOG,AAPL", params={"detailFlag": "ALL"}, headers={"Accept": "application/json"}
+    )
+    assert [q["Product"]["symbol"] for q in quote.json()["QuoteResponse"]["QuoteData"]] == ["GOOG", "AAPL"]
+    # 2.5 idle hours: the session renews first, by itself
+    clock.advance(2.5 * 3600)
+    assert session.token_status()["renew_due"] is True
+    before = len(emulator.log)
+    assert session.get("/v1/accounts/list").status == 200
+    assert emulator.log[before:] == ["GET /oauth/renew_access_token -> 200", "GET /v1/accounts/list -> 200"]
+    assert session.token_status()["renew_due"] is False
+    # revoke; the revoked token is refused by the provider, and the session forgot it
+    session.revoke_access_token()
+    assert session.access_token is None
+    with pytest.raises(oa.OAuthError, match="log in first"):
+        session.get("/v1/accounts/list")
+    stale = new_session(emulator, clock, token=access, token_secret=access_secret)
+    with pytest.raises(oa.TokenRejectedError) as refused:
+        stale.get("/v1/accounts/list")
+    assert (refused.value.status, refused.value.problem) == (401, "token_rejected")
+    assert "log in again" in str(refused.value)
+
+
+def test_idle_without_auto_renew_raises_inactive(emulator, clock):
+    session = new_session(emulator, clock, auto_renew=False)
+    login(session)
+    clock.advance(2 * 3600)
+    before = len(emulator.log)
+    with pytest.raises(oa.TokenInactiveError, match="renew_access_token"):
+        session.get("/v1/accounts/list")
+    assert len(emulator.log) == before  # no network call
+    session.renew_access_token()
+    assert session.get("/v1/accounts/list").status == 200
+
+
+def test_provider_side_inactive_token_is_reported(emulator, clock):
+    # The provider counts 2 idle hours that the session did not see (its own
+    # clock stood still; only its offset keeps its timestamps acceptable).
+    session = new_session(emulator, clock, auto_renew=False)
+    login(session)
+    session._clock = oa.ManualClock(clock())
+    clock.advance(2 * 3600 + 60)
+    session.clock_offset = 2 * 3600 + 60
+    with pytest.raises(oa.TokenInactiveError) as error:
+        session.get("/v1/accounts/list")
+    assert (error.value.status, error.value.problem) == (401, "token_inactive")
+    assert "renew" in str(error.value)
+
+
+def test_midnight_eastern_expires_the_token_without_a_network_call(emulator, clock):
+    clock.now = datetime.datetime(2026, 11, 24, 3, 30, tzinfo=datetime.timezone.utc).timestamp()  # 22:30 EST
+    session = new_session(emulator, clock)
+    login(session)
+    assert session.get("/v1/accounts/list").status == 200
+    clock.advance(3600)  # 23:30 EST: still fine
+    assert session.get("/v1/accounts/list").status == 200
+    clock.advance(3600)  # 00:30 EST the next day
+    assert session.token_status()["expired"] is True
+    before = len(emulator.log)
+    with pytest.raises(oa.TokenExpiredError, match="log in again"):
+        session.get("/v1/accounts/list")
+    with pytest.raises(oa.TokenExpiredError, match="renew cannot help"):
+        session.renew_access_token()
+    assert len(emulator.log) == before
+    # and the provider agrees: a session that does not know refuses are from E*TRADE
+    blind = new_session(
+        emulator, clock, token=session.access_token.token, token_secret=session.access_token.secret
+    )
+    with pytest.raises(oa.TokenExpiredError) as provider:
+        blind.get("/v1/accounts/list")
+    assert provider.value.status == 401
+
+
+def test_request_token_expires_after_five_minutes(emulator, clock):
+    session = new_session(emulator, clock)
+    session.get_request_token()
+    verifier = verifier_from_page(session.authorize_url())
+    clock.advance(5 * 60)
+    before = len(emulator.log)
+    with pytest.raises(oa.TokenExpiredError, match="5 minutes"):
+        session.get_access_token(verifier)
+    assert len(emulator.log) == before
+
+
+def test_verifier_is_single_use_and_checked(emulator, clock):
+    session = new_session(emulator, clock)
+    session.get_request_token()
+    verifier_from_page(session.authorize_url())
+    with pytest.raises(oa.VerifierInvalidError) as wrong:
+        session.get_access_token("WRONG")
+    assert wrong.value.problem == "verifier_invalid"
+
+
+def test_callback_url_verifier(clock):
+    emu = oa.Emulator(
+        consumer_key=CONSUMER_KEY,
+        consumer_secret=CONSUMER_SECRET,
+        clock=clock,
+        callback_url="https://myapplicationsite.com?myapp=trading",
+    )
+    with emu:
+        session = new_session(emu, clock)
+        session.get_request_token()
+        assert session.callback_confirmed is True
+
+        class NoRedirect(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *args, **kwargs):
+                return None
+
+        opener = urllib.request.build_opener(NoRedirect())
+        with pytest.raises(urllib.error.HTTPError) as redirect:
+            opener.open(approve(session.authorize_url()), timeout=10)
+        location = redirect.value.headers["Location"]
+        assert location.startswith("https://myapplicationsite.com?myapp=trading&oauth_verifier=")
+        session.get_access_token(location)  # the whole URL the user landed on
+        assert session.get("/v1/accounts/list.json").status == 200
+
+
+def test_deny_on_the_authorize_page(emulator, clock):
+    session = new_session(emulator, clock)
+    session.get_request_token()
+    page = urllib.request.urlopen(approve(session.authorize_url(), "deny"), timeout=10).read().decode()
+    assert "denied" in page
+    with pytest.raises(oa.VerifierInvalidError):
+        session.get_access_token("ABCDE")
+
+
+@pytest.mark.parametrize(
+    "given, expected",
+    [
+        ("Y27X25F", "Y27X25F"),
+        ("  Y27X25F\n", "Y27X25F"),
+        ("https://myapplicationsite.com/mytradingapp?oauth_verifier=WXYZ89", "WXYZ89"),
+        ("https://myapplicationsite.com?myapp=trading&oauth_verifier=WXYZ89", "WXYZ89"),
+        ("?oauth_verifier=AB%2FC&oauth_token=x", "AB/C"),
+    ],
+)
+def test_verifier_or_callback_url(given, expected):
+    # E*TRADE: Authorize Application, the two callback examples.
+    assert oa._verifier_from(given) == expected
+
+
+def test_verifier_url_without_verifier_is_value_error():
+    with pytest.raises(ValueError, match="oauth_verifier"):
+        oa._verifier_from("https://myapplicationsite.com/?x=1")
+
+
+def test_clock_skew_is_learned_from_the_answer_and_kept(emulator, clock):
+    session = new_session(emulator, clock)
+    login(session)
+    session._clock = oa.ManualClock(clock() - 20 * 60)  # this machine is 20 minutes slow
+    before = len(emulator.log)
+    assert session.get("/v1/accounts/list").status == 200
+    assert emulator.log[before:] == ["GET /v1/accounts/list -> 401", "GET /v1/accounts/list -> 200"]
+    assert abs(session.clock_offset - 20 * 60) <= 1
+    before = len(emulator.log)
+    assert session.get("/v1/accounts/list").status == 200
+    assert emulator.log[before:] == ["GET /v1/accounts/list -> 200"]  # offset kept: no retry
+
+
+def test_clock_offset_from_date_header():
+    response = oa.Response(401, {"Date": "Mon, 23 Nov 2026 14:00:00 GMT"}, b"oauth_problem=timestamp_refused")
+    assert oa._clock_offset(response, START - 90) == 90
+    hinted = oa.Response(401, {}, b"oauth_problem=timestamp_refused&oauth_acceptable_timestamps=1000-1600")
+    assert oa._clock_offset(hinted, 1000) == 300
+    assert oa._clock_offset(oa.Response(401, {}, b""), 0) is None
+
+
+@pytest.mark.parametrize(
+    "body, content_type, kind, problem",
+    [
+        (
+            b"oauth_problem=signature_invalid",
+            "application/x-www-form-urlencoded",
+            oa.SignatureInvalidError,
+            "signature_invalid",
+        ),
+        (
+            b"oauth_problem=token_expired&oauth_problem_advice=x",
+            "text/plain",
+            oa.TokenExpiredError,
+            "token_expired",
+        ),
+        (
+            b'{"Error": {"code": 10033, "message": "oauth_problem=token_rejected"}}',
+            "application/json",
+            oa.TokenRejectedError,
+            "token_rejected",
+        ),
+        (
+            b'{"Error": {"code": 100, "message": "Invalid account key"}}',
+            "application/json",
+            oa.OAuthError,
+            None,
+        ),
+        (
+            b"<Error><code>10</code><message>oauth_problem=consumer_key_rejected</message></Error>",
+            "application/xml",
+            oa.ConsumerKeyError,
+            "consumer_key_rejected",
+        ),
+        (b"<html>Internal error</html>", "text/html", oa.OAuthError, None),
+        (b"\xff\xfe garbage", "", oa.OAuthError, None),
+    ],
+)
+def test_error_bodies_map_to_errors(body, content_type, kind, problem):
+    error = oa._error_from(oa.Response(401, {"Content-Type": content_type}, body), "call")
+    assert type(error) is kind
+    assert (error.status, error.problem) == (401, problem)
+    if b"Invalid account key" in body:
+        assert "Invalid account key" in str(error)
+
+
+def test_token_response_without_tokens_is_an_oauth_error():
+    with pytest.raises(oa.OAuthError, match="no oauth_token"):
+        oa._parse_token_response(oa.Response(200, {}, b"hello"), "access token")
+
+
+# ---- E*TRADE: token store ----
+
+
+def test_store_saves_loads_and_deletes_with_mode_0600(emulator, clock, tmp_path):
+    path = tmp_path / "cfg" / "tokens.json"
+    store = oa.TokenStore(str(path))
+    session = new_session(emulator, clock, store=store)
+    login(session)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert CONSUMER_SECRET not in path.read_text()
+    again = new_session(emulator, clock, store=store)
+    assert again.access_token == session.access_token
+    assert again.get("/v1/accounts/list").status == 200
+    clock.advance(3 * 3600)
+    again.get("/v1/accounts/list")  # renews and saves the new last-used time
+    assert oa.TokenStore(str(path)).load(CONSUMER_KEY, emulator.base_url).last_used == clock()
+    again.revoke_access_token()
+    assert oa.TokenStore(str(path)).load(CONSUMER_KEY, emulator.base_url) is None
+    assert [p.name for p in path.parent.iterdir()] == ["tokens.json"]  # no temporary files left
+
+
+def test_store_keeps_consumer_keys_and_hosts_apart(tmp_path):
+    store = oa.TokenStore(str(tmp_path / "t.json"))
+    store.save("k1", "https://api.etrade.com", oa.Token("a", "as", 1))
+    store.save("k1", "https://apisb.etrade.com", oa.Token("b", "bs", 2))
+    store.save("k2", "https://api.etrade.com", oa.Token("c", "cs", 3))
+    assert store.load("k1", "https://api.etrade.com").token == "a"
+    assert store.load("k1", "https://apisb.etrade.com").token == "b"
+    assert store.load("k2", "https://api.etrade.com").token == "c"
+    assert store.load("k3", "https://api.etrade.com") is None
+
+
+@pytest.mark.parametrize(
+    "content", ["{not json", '{"tokens": []}', "[]", '{"format": "other", "tokens": {}}']
+)
+def test_corrupt_token_file_is_a_clear_error_and_is_never_overwritten(tmp_path, content):
+    path = tmp_path / "tokens.json"
+    path.write_text(content)
+    store = oa.TokenStore(str(path))
+    with pytest.raises(oa.TokenFileError, match=re.escape(str(path))):
+        store.load("k", "https://api.etrade.com")
+    with pytest.raises(oa.TokenFileError):
+        store.save("k", "https://api.etrade.com", oa.Token("t", "s", 1))
+    with pytest.raises(oa.TokenFileError):
+        oa.ETradeSession("k", "s", store=store)
+    assert path.read_text() == content
+
+
+def test_default_token_path_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("ETRADE_TOKEN_FILE", str(tmp_path / "x.json"))
+    assert oa.default_token_path() == str(tmp_path / "x.json")
+    monkeypatch.delenv("ETRADE_TOKEN_FILE")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    if sys.platform.startswith("linux"):
+        assert oa.default_token_path() == str(tmp_path / "oauth1_etrade" / "tokens.json")
+
+
+# ---- E*TRADE: transport ----
+
+
+class Recorder(http.server.BaseHTTPRequestHandler):
+    """A loopback server that records each request and answers from a script."""
+
+    def do_any(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.server.seen.append((self.command, self.path, dict(self.headers), body))
+        status, headers, payload = self.server.script.pop(0) if self.server.script else (200, {}, b"{}")
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_any
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture()
+def recorder():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    server.seen, server.script = [], []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def recorder_session(server, **kwargs):
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    return oa.ETradeSession("k", "s", token="t", token_secret="ts", api_base=base, **kwargs)
+
+
+def test_request_signs_query_and_form_body_as_sent(recorder):
+    session = recorder_session(recorder)
+    session.request("POST", "/v1/x", params={"q": "a b+c,d:é"}, body={"f": "1 2", "g": "x&y"})
+    method, path, headers, body = recorder.seen[-1]
+    assert path == "/v1/x?q=a%20b%2Bc%2Cd%3A%C3%A9"
+    assert body == b"f=1%202&g=x%26y"
+    assert headers["Content-Type"] == "application/x-www-form-urlencoded"
+    url = f"http://127.0.0.1:{recorder.server_address[1]}{path}"
+    assert oa.verify_request(
+        method,
+        url,
+        headers["Authorization"],
+        consumer_secret="s",
+        token_secret="ts",
+        body=body,
+        content_type=headers["Content-Type"],
+    )
+
+
+def test_json_body_is_sent_with_its_type_and_not_signed(recorder):
+    session = recorder_session(recorder)
+    session.request("POST", "/v1/orders.json", json={"PreviewOrderRequest": {"orderType": "EQ"}})
+    method, path, headers, body = recorder.seen[-1]
+    assert headers["Content-Type"] == "application/json"
+    assert json.loads(body) == {"PreviewOrderRequest": {"orderType": "EQ"}}
+    url = f"http://127.0.0.1:{recorder.server_address[1]}{path}"
+    assert oa.verify_request(method, url, headers["Authorization"], consumer_secret="s", token_secret="ts")
+
+
+def test_non_get_is_not_retried_on_a_server_error(recorder):
+    recorder.script = [(500, {"Content-Type": "text/html"}, b"<html>oops</html>")]
+    with pytest.raises(oa.OAuthError) as error:
+        recorder_session(recorder).request("POST", "/v1/x", body={"a": "1"})
+    assert error.value.status == 500 and len(recorder.seen) == 1
+
+
+def test_redirects_are_not_followed(recorder):
+    recorder.script = [(302, {"Location": "https://evil.example.com/steal"}, b"")]
+    with pytest.raises(oa.TransportError, match="redirected to evil.example.com") as error:
+        recorder_session(recorder).get("/v1/x")
+    assert error.value.status == 302 and len(recorder.seen) == 1
+
+
+def test_connection_refused_is_a_transport_error():
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    session = oa.ETradeSession("k", "s", token="t", token_secret="ts", api_base=f"http://127.0.0.1:{port}")
+    with pytest.raises(oa.TransportError) as error:
+        session.get("/v1/x")
+    assert error.value.status is None
+
+
+def test_debug_log_has_method_url_status_and_no_secrets(recorder, caplog):
+    session = recorder_session(recorder)
+    with caplog.at_level(logging.DEBUG, logger="oauth1_etrade"):
+        session.get("/v1/accounts/list", params={"a": "1"})
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "GET http://127.0.0.1:" in text and "/v1/accounts/list?a=1 -> 200" in text
+    assert "<redacted>" in text
+    assert "oauth_signature" not in text and "ts" not in text.split("-> 200")[0].split("/v1")[0]
+
+
+def test_header_injection_in_request_is_refused(recorder):
+    session = recorder_session(recorder)
+    with pytest.raises(ValueError):
+        session.get("/v1/x", headers={"X-A": "1\r\nX-B: 2"})
+    with pytest.raises(ValueError):
+        session.get("/v1/x\r\nHost: evil")
+    assert recorder.seen == []
+
+
+# ---- E*TRADE: adapters ----
+
+
+def import_client(name):
+    """Import requests or httpx; in CI (the test extra installs them) a missing one fails."""
+    if os.environ.get("CI"):
+        return importlib.import_module(name)
+    return pytest.importorskip(name)
+
+
+def test_adapter_for_requests_signs_what_requests_sends(emulator, clock):
+    requests = import_client("requests")
+    clock.now = time.time()  # real clients sign with the real clock
+    session = new_session(emulator, clock)
+    login(session)
+    answer = requests.get(
+        emulator.base_url + "/v1/accounts/list.json", params={"x": "a b"}, auth=session.auth(), timeout=10
+    )
+    assert answer.status_code == 200, answer.text
+    prepared = requests.Request(
+        "POST", "https://api.etrade.com/v1/o?q=1+2", data={"a": "x y", "b": "+"}, auth=session.auth()
+    ).prepare()
+    assert oa.verify_request(
+        "POST",
+        prepared.url,
+        prepared.headers["Authorization"],
+        consumer_secret=CONSUMER_SECRET,
+        token_secret=session.access_token.secret,
+        body=prepared.body,
+        content_type=prepared.headers["Content-Type"],
+    )
+
+
+def test_adapter_for_httpx_signs_what_httpx_sends(emulator, clock):
+    httpx = import_client("httpx")
+    clock.now = time.time()
+    session = new_session(emulator, clock)
+    login(session)
+    answer = httpx.get(
+        emulator.base_url + "/v1/market/quote/IBM.json", params={"x": "a b"}, auth=session.auth()
+    )
+    assert answer.status_code == 200, answer.text
+    request = httpx.Request("POST", "https://api.etrade.com/v1/o?q=1", data={"a": "x y", "b": "+"})
+    signed = next(iter(session.auth().auth_flow(request)))
+    assert oa.verify_request(
+        "POST",
+        str(signed.url),
+        signed.headers["Authorization"],
+        consumer_secret=CONSUMER_SECRET,
+        token_secret=session.access_token.secret,
+        body=signed.content,
+        content_type=signed.headers["Content-Type"],
+    )
+
+
+def test_adapter_for_urllib(emulator, clock):
+    clock.now = time.time()
+    session = new_session(emulator, clock)
+    login(session)
+    opener = urllib.request.build_opener(session.auth().urllib_handler())
+    with opener.open(emulator.base_url + "/v1/accounts/list.json", timeout=10) as answer:
+        assert answer.status == 200
+    captured = {}
+
+    class Capture(urllib.request.BaseHandler):
+        handler_order = 999
+
+        def http_request(self, request):
+            captured["request"] = request
+            raise urllib.error.URLError("captured")
+
+        https_request = http_request
+
+    opener = urllib.request.build_opener(session.auth().urllib_handler(), Capture())
+    with pytest.raises(urllib.error.URLError):
+        opener.open("https://api.etrade.com/v1/o?q=1", data=b"a=x%20y&b=%2B")
+    request = captured["request"]
+    assert oa.verify_request(
+        "POST",
+        request.full_url,
+        request.unredirected_hdrs["Authorization"],
+        consumer_secret=CONSUMER_SECRET,
+        token_secret=session.access_token.secret,
+        body=request.data,
+        content_type=request.get_header("Content-type"),
+    )
+
+
+# ---- Offline E*TRADE emulator ----
+
+
+def signed_get(emulator, path, *, token=None, token_secret="", **overrides):
+    url = emulator.base_url + path
+    options = dict(
+        consumer_key=CONSUMER_KEY,
+        consumer_secret=CONSUMER_SECRET,
+        token=token,
+        token_secret=token_secret,
+        timestamp=str(int(emulator.clock())),
+    )
+    options.update(overrides)
+    method = options.pop("method", "GET")
+    header = oa.sign_request(method, url, **options)
+    request = urllib.request.Request(url, headers={"Authorization": header}, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+@pytest.mark.parametrize(
+    "overrides, problem",
+    [
+        ({"consumer_secret": "wrong"}, "signature_invalid"),
+        ({"consumer_key": "unknown"}, "consumer_key_unknown"),
+        ({"timestamp": "1"}, "timestamp_refused"),
+        ({"signature_method": "PLAINTEXT"}, "signature_method_rejected"),
+        ({"signature_method": "HMAC-SHA256"}, "signature_method_rejected"),
+        ({"callback": "https://example.com/cb"}, "parameter_rejected"),
+    ],
+)
+def test_emulator_refusals(emulator, overrides, problem):
+    overrides.setdefault("callback", "oob")
+    status, body = signed_get(emulator, "/oauth/request_token", **overrides)
+    assert status in (400, 401)
+    assert f"oauth_problem={problem}" in body
+
+
+def test_emulator_refuses_a_reused_nonce(emulator):
+    assert signed_get(emulator, "/oauth/request_token", callback="oob", nonce="once")[0] == 200
+    status, body = signed_get(emulator, "/oauth/request_token", callback="oob", nonce="once")
+    assert (status, body.partition("&")[0]) == (401, "oauth_problem=nonce_used")
+
+
+def test_emulator_refuses_missing_header_and_other_methods(emulator):
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        urllib.request.urlopen(emulator.base_url + "/oauth/request_token", timeout=10)
+    assert missing.value.code == 401 and b"parameter_absent" in missing.value.read()
+    status, body = signed_get(emulator, "/oauth/request_token", callback="oob", method="DELETE")
+    assert status == 405
+    status, _ = signed_get(emulator, "/v1/accounts/list", method="PUT")
+    assert status == 405
+
+
+def test_emulator_xml_by_default_and_json_on_request(emulator, clock):
+    session = new_session(emulator, clock)
+    login(session)
+    xml = session.get("/v1/accounts/list")
+    assert xml.headers["Content-Type"] == "application/xml" and b"<accountId>83405188</accountId>" in xml.body
+    as_json = session.get("/v1/accounts/list", headers={"Accept": "application/json"})
+    assert as_json.json()["AccountListResponse"]["Accounts"]["Account"][1]["accountMode"] == "IRA"
+    one = session.get("/v1/market/quote/GOOG.json").json()
+    again = session.get("/v1/market/quote/GOOG.json").json()
+    assert one == again  # deterministic sample data
 
 
 # ---- Command line ----
