@@ -1304,7 +1304,9 @@ class ETradeSession:
     (``auto_renew=False`` raises TokenInactiveError instead). On
     timestamp_refused it takes the offset from the answer, retries once and
     keeps the offset. ``clock`` replaces time.time (for tests and the demo);
-    ``store`` (a TokenStore) loads and saves the access token.
+    ``store`` (a TokenStore) loads and saves the access token; ``trace`` is
+    called with (method, url, Authorization header, Response) after each
+    exchange, to watch the protocol (the header holds no secret).
     """
 
     def __init__(
@@ -1323,6 +1325,7 @@ class ETradeSession:
         auto_renew: bool = True,
         store: TokenStore | None = None,
         token_issued_at: float | None = None,
+        trace: Callable[[str, str, str, Response], None] | None = None,
     ):
         _require_texts(("consumer_key", "consumer_secret"), (consumer_key, consumer_secret), required=2)
         if not consumer_key or not consumer_secret:
@@ -1341,6 +1344,7 @@ class ETradeSession:
         self.timeout = float(timeout)
         self.auto_renew = auto_renew
         self.store = store
+        self.trace = trace
         self.clock_offset = 0.0
         self._clock = clock or time.time
         self._request_token: Token | None = None
@@ -1461,6 +1465,8 @@ class ETradeSession:
         for attempt in (1, 2):
             headers["Authorization"] = self._authorization(method, url, token, body, content_type, **extra)
             response = _send(method, url, headers, body, self.timeout, limit)
+            if self.trace is not None:
+                self.trace(method, url, headers["Authorization"], response)
             if 200 <= response.status < 300:
                 return response
             error = _error_from(response, action)
@@ -2310,21 +2316,451 @@ def _selftest() -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit status."""
+class _CliError(Exception):
+    """An expected failure of a command: printed as one line, exit status 1."""
+
+
+def _masked_secret(label: str, secret: str) -> str:
+    """Return a stand-in for a secret in printed output: its name and length only."""
+    return f"<{label}, {len(secret)} chars>" if secret else ""
+
+
+def _hide_secrets(text: str) -> str:
+    """Return a token response with the value of oauth_token_secret hidden."""
+    return re.sub(r"(oauth_token_secret=)[^&\s]*", r"\1<hidden>", text)
+
+
+def _pairs_from_args(items: Sequence[str] | None, flag: str) -> list[tuple[str, str]]:
+    """Return k=v command-line items as pairs."""
+    pairs = []
+    for item in items or ():
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise _CliError(f"{flag} takes name=value, not {item!r}")
+        pairs.append((name, value))
+    return pairs
+
+
+def _credentials(args: object) -> tuple[str, str]:
+    """Return the consumer key and secret from flags or ETRADE_CONSUMER_KEY / ETRADE_CONSUMER_SECRET."""
+    import os  # noqa: PLC0415
+
+    key = getattr(args, "consumer_key", None) or os.environ.get("ETRADE_CONSUMER_KEY")
+    secret = getattr(args, "consumer_secret", None) or os.environ.get("ETRADE_CONSUMER_SECRET")
+    if not key or not secret:
+        raise _CliError(
+            "no consumer key and secret: set ETRADE_CONSUMER_KEY and ETRADE_CONSUMER_SECRET "
+            "(or pass --consumer-key and --consumer-secret)"
+        )
+    return key, secret
+
+
+def _session(
+    args: object, *, trace: Callable[[str, str, str, Response], None] | None = None
+) -> ETradeSession:
+    """Return the session the command-line flags describe, with the token store."""
+    key, secret = _credentials(args)
+    api_base = getattr(args, "api_base", None)
+    authorize_base = getattr(args, "authorize_base", None)
+    if api_base and not authorize_base:
+        # --api-base points at `serve`, whose authorize page lives beside the API.
+        authorize_base = api_base.rstrip("/") + "/e/t/etws/authorize"
+    return ETradeSession(
+        key,
+        secret,
+        sandbox=bool(getattr(args, "sandbox", False)),
+        api_base=api_base,
+        authorize_base=authorize_base,
+        store=TokenStore(getattr(args, "token_file", None)),
+        trace=trace,
+    )
+
+
+def _store_path(session: ETradeSession) -> str:
+    return session.store.path if session.store is not None else "(none)"
+
+
+def _duration(seconds: float) -> str:
+    """Return seconds as text like "2 h 05 min" or "45 s"."""
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    hours, minutes = divmod(seconds // 60, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min"
+
+
+def _cmd_selftest(args: object) -> int:
+    return _selftest()
+
+
+def _cmd_login(args: object) -> int:
+    session = _session(args)
+    session.get_request_token()
+    url = session.authorize_url()
+    print("Open this page, log in to E*TRADE and approve the application:", flush=True)
+    print(f"  {url}", flush=True)
+    if not getattr(args, "no_browser", False):
+        import webbrowser  # noqa: PLC0415
+
+        webbrowser.open(url)
+    port = getattr(args, "callback_port", None)
+    if port is not None:
+        answer = _wait_for_callback(port, REQUEST_TOKEN_LIFETIME)
+    else:
+        try:
+            answer = input("Paste the verifier code (or the whole URL you landed on): ")
+        except EOFError:
+            raise _CliError("no verifier given") from None
+    session.get_access_token(answer)
+    print(
+        f"Logged in. The access token is saved in {_store_path(session)}; it expires at midnight US Eastern."
+    )
+    return 0
+
+
+def _wait_for_callback(port: int, timeout: float) -> str:
+    """Listen on 127.0.0.1:port for the redirect that carries oauth_verifier; return its URL."""
+    import http.server  # noqa: PLC0415
+
+    received: list[str] = []
+
+    class Callback(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            done = "oauth_verifier=" in self.path
+            if done:
+                received.append(f"http://127.0.0.1:{port}{self.path}")
+            text = "Authorization received; you can close this window." if done else "Waiting for E*TRADE."
+            data = text.encode()
+            self.send_response(200 if done else 400)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            return None
+
+    deadline = time.monotonic() + timeout
+    with http.server.HTTPServer(("127.0.0.1", port), Callback) as server:
+        print(f"Waiting for E*TRADE to redirect to http://127.0.0.1:{port}/ ...", flush=True)
+        while not received:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise _CliError("no redirect with oauth_verifier arrived within 5 minutes; log in again")
+            server.timeout = remaining
+            server.handle_request()
+    return received[0]
+
+
+def _cmd_status(args: object) -> int:
+    session = _session(args)
+    environment = "sandbox" if session.sandbox else "production"
+    print(f"environment:   {environment} ({session.api_base})")
+    print(f"consumer key:  {_mask(session.consumer_key)}")
+    print(f"token file:    {_store_path(session)}")
+    status = session.token_status()
+    if not status["access_token"]:
+        print("access token:  none (run: login)")
+        return 1
+    print(f"token age:     {_duration(float(status['age']))}")  # type: ignore[arg-type]
+    print(f"idle for:      {_duration(float(status['idle']))}")  # type: ignore[arg-type]
+    if status["expired"]:
+        print("expires:       expired at midnight US Eastern (run: login)")
+        return 1
+    print(f"expires in:    {_duration(float(status['expires_in']))} (midnight US Eastern)")  # type: ignore[arg-type]
+    print(f"renew due:     {'yes (idle 2 hours or more; run: renew)' if status['renew_due'] else 'no'}")
+    return 0
+
+
+def _cmd_renew(args: object) -> int:
+    _session(args).renew_access_token()
+    print("The access token is renewed.")
+    return 0
+
+
+def _cmd_revoke(args: object) -> int:
+    _session(args).revoke_access_token()
+    print("The access token is revoked and removed from the token file.")
+    return 0
+
+
+def _sign_options(args: object) -> tuple[ETradeSession, str, str, dict[str, object]]:
+    """Return (session, method, url, sign_request options) for sign and explain."""
+    session = _session(args)
+    method, url = str(getattr(args, "method")).upper(), str(getattr(args, "url"))  # noqa: B009
+    if url.startswith("/"):
+        url = session.api_base + url
+    data = _pairs_from_args(getattr(args, "data", None), "--data")
+    token = session.access_token
+    options: dict[str, object] = {
+        "consumer_key": session.consumer_key,
+        "consumer_secret": session._consumer_secret,
+        "token": token.token if token else None,
+        "token_secret": token.secret if token else "",
+        "body": data or None,
+        "nonce": getattr(args, "nonce", None),
+        "timestamp": getattr(args, "timestamp", None),
+    }
+    return session, method, url, options
+
+
+def _cmd_sign(args: object) -> int:
+    _, method, url, options = _sign_options(args)
+    print("Authorization: " + sign_request(method, url, **options))  # type: ignore[arg-type]
+    return 0
+
+
+def _cmd_explain(args: object) -> int:
+    _, method, url, options = _sign_options(args)
+    header = sign_request(method, url, **options)  # type: ignore[arg-type]
+    sent = parse_authorization_header(header)
+    body = list(options["body"] or [])  # type: ignore[call-overload]
+    query = _parse_form(urlsplit(url).query)
+    protocol = [(n, v) for n, v in sent.items() if n != "oauth_signature"]
+    print(f"{method} {url}\n")
+    print("§3.4.1.3.1 parameters from the query, the protocol and a form body (raw -> §3.6 encoded):")
+    for source, pairs in (("query", query), ("oauth", protocol), ("body", body)):
+        for name, value in pairs:
+            shown = repr(value) if isinstance(value, bytes) else value
+            print(f"  {source:<5}  {name!s} = {shown!s}")
+            print(f"         -> {percent_encode(name)}={percent_encode(value)}")
+    normalized = normalize_parameters(query + protocol + body)
+    print("\n§3.4.1.3.2 sorted by encoded name, then value, joined with '&':")
+    for pair in normalized.split("&"):
+        print(f"  {pair}")
+    print(f"\n§3.4.1.2 base string URI:\n  {base_string_uri(url)}")
+    base = signature_base_string(method, url, protocol + body)
+    print(f"\n§3.4.1.1 signature base string (METHOD & encoded URI & encoded parameters):\n  {base}")
+    secret, token_secret = str(options["consumer_secret"]), str(options["token_secret"])
+    key = f"{_masked_secret('consumer secret', secret)}&{_masked_secret('token secret', token_secret)}"
+    print(f"\n§3.4.2 signing key (encoded consumer secret & encoded token secret, masked here):\n  {key}")
+    print(f"\n§3.4.2 signature, HMAC-SHA1 in base64:\n  {sent['oauth_signature']}")
+    print(f"\n§3.5.1 Authorization header:\n  {header}")
+    return 0
+
+
+def _cmd_get(args: object) -> int:
+    import json  # noqa: PLC0415
+
+    session = _session(args)
+    params = _pairs_from_args(getattr(args, "param", None), "--param")
+    response = session.get(str(getattr(args, "path_or_url")), params=params or None)  # noqa: B009
+    try:
+        print(json.dumps(response.json(), indent=2, ensure_ascii=False))
+    except ValueError:
+        print(response.text())
+    return 0
+
+
+def _cmd_serve(args: object) -> int:
+    emulator = Emulator(
+        consumer_key=getattr(args, "consumer_key", None) or "oauth1-etrade-emulator",
+        consumer_secret=getattr(args, "consumer_secret", None),
+        callback_url=getattr(args, "callback_url", None),
+        port=int(getattr(args, "port", 0)),
+    )
+    with emulator:
+        print(f"E*TRADE emulator at {emulator.base_url} (offline; 127.0.0.1 only)", flush=True)
+        print(f"  authorize page:  {emulator.authorize_base}")
+        print(f"  consumer key:    {emulator.consumer_key}")
+        print(f"  consumer secret: {emulator.consumer_secret}")
+        print("Use it with, for example:")
+        print(f"  export ETRADE_CONSUMER_KEY='{emulator.consumer_key}'")
+        print(f"  export ETRADE_CONSUMER_SECRET='{emulator.consumer_secret}'")
+        print(f"  python oauth1_etrade.py login --no-browser --api-base {emulator.base_url}")
+        print(f"  python oauth1_etrade.py get /v1/accounts/list.json --api-base {emulator.base_url}")
+        print("Press Ctrl-C to stop.", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            print("\nstopped")
+    return 0
+
+
+def _cmd_demo(args: object) -> int:
+    return _demo()
+
+
+def _demo_trace(exchanges: list[str]) -> Callable[[str, str, str, Response], None]:
+    """Return a session trace that prints each exchange as the demo shows it."""
+
+    def show(method: str, url: str, authorization: str, response: Response) -> None:
+        params = list(parse_authorization_header(authorization).items())
+        token_part = "<token secret>" if any(name == "oauth_token" for name, _ in params) else ""
+        body = " ".join(_hide_secrets(response.text()).split())
+        print(f"   {method} {url}")
+        print(f"   base string:   {signature_base_string(method, url, params)}")
+        print(f"   signing key:   <consumer secret>&{token_part}   (RFC 5849 §3.4.2; secrets masked)")
+        print(f"   Authorization: {authorization}")
+        print(f"   -> {response.status} {body[:100]}{' ...' if len(body) > 100 else ''}")
+        exchanges.append(f"{method} {urlsplit(url).path} -> {response.status}")
+
+    return show
+
+
+def _demo_approve(emulator: Emulator, url: str) -> str:
+    """Open the emulated authorize page, press Approve like a user, return the verifier shown."""
+    import html  # noqa: PLC0415
+    import urllib.request  # noqa: PLC0415
+
+    # Both URLs are the in-process emulator's, on 127.0.0.1.
+    page = urllib.request.urlopen(url, timeout=10).read().decode()  # noqa: S310
+    fields = dict(re.findall(r'name="(key|token)" value="([^"]*)"', page))
+    form = (
+        "&".join(f"{k}={percent_encode(html.unescape(v))}" for k, v in fields.items()) + "&decision=approve"
+    )
+    with urllib.request.urlopen(emulator.authorize_base, data=form.encode(), timeout=10) as answer:  # noqa: S310
+        verifier = re.search(r'id="verifier">([A-Z0-9]+)<', answer.read().decode())
+    if verifier is None:
+        raise _CliError("the emulator's authorize page did not show a verifier")
+    return verifier.group(1)
+
+
+def _demo_refusal(emulator: Emulator, clock: ManualClock, token: Token, trace: Callable[..., None]) -> None:
+    """Show that the emulator refuses a revoked token."""
+    stale = ETradeSession(
+        emulator.consumer_key, emulator.consumer_secret, token=token.token, token_secret=token.secret,
+        api_base=emulator.base_url, clock=clock, trace=trace,
+    )  # fmt: skip
+    try:
+        stale.get("/v1/accounts/list.json")
+    except TokenRejectedError as refused:
+        print(f"   {type(refused).__name__} ({refused.problem}): the revoked token no longer works")
+    else:
+        raise _CliError("the emulator accepted a revoked token")
+
+
+def _demo() -> int:
+    """Run the whole E*TRADE flow against the in-process emulator, printing each step."""
+    started = time.monotonic()
+    clock = ManualClock()
+    exchanges: list[str] = []
+    trace = _demo_trace(exchanges)
+    with Emulator(consumer_key="oauth1-etrade-demo", clock=clock) as emulator:
+        print("oauth1_etrade demo: the E*TRADE OAuth 1.0a flow against the offline emulator")
+        print(
+            f"emulator at {emulator.base_url}, consumer key {emulator.consumer_key!r}; secrets are masked\n"
+        )
+        session = ETradeSession(
+            emulator.consumer_key, emulator.consumer_secret, api_base=emulator.base_url,
+            authorize_base=emulator.authorize_base, clock=clock, trace=trace,
+        )  # fmt: skip
+        print("1. Get a request token (E*TRADE: Get Request Token; oauth_callback=oob)")
+        session.get_request_token()
+        print("\n2. The user authorizes the application (E*TRADE: Authorize Application)")
+        url = session.authorize_url()
+        print(f"   open {url}")
+        verifier = _demo_approve(emulator, url)
+        print(f"   the user presses Approve; the page shows the verifier {verifier}")
+        print("\n3. Exchange it for an access token (E*TRADE: Get Access Token)")
+        session.get_access_token(verifier)
+        print("\n4. A signed API call: list accounts")
+        accounts = session.get("/v1/accounts/list.json").json()
+        print(f"   {len(accounts['AccountListResponse']['Accounts']['Account'])} accounts")  # type: ignore[index]
+        print("\n5. Query values that break naive signers (spaces, ',', ':')")
+        session.get("/v1/market/quote/GOOG,AAPL.json", params={"detailFlag": "ALL", "note": "a b,c:d"})
+        print("\n6. Two idle hours pass (the clock jumps): E*TRADE would inactivate the token,")
+        print("   so the session renews it before the next call (E*TRADE: Renew Access Token)")
+        clock.advance(IDLE_LIMIT)
+        session.get("/v1/accounts/list.json")
+        print("\n7. Revoke the access token (E*TRADE: Revoke Access Token)")
+        revoked = session.access_token
+        session.revoke_access_token()
+        if revoked is not None:
+            print("\n8. The revoked token is refused")
+            _demo_refusal(emulator, clock, revoked, trace)
+    print(f"\nSummary: {len(exchanges)} signed requests, every signature checked by the emulator:")
+    for line in exchanges:
+        print(f"  {line}")
+    print(f"demo finished in {time.monotonic() - started:.2f} s: request token, authorize, access token,")
+    print("API calls, automatic renew after 2 idle hours, revoke, refusal. No network, no credentials.")
+    return 0
+
+
+_COMMANDS: Mapping[str, tuple[Callable[[object], int], str]] = {
+    "demo": (_cmd_demo, "run the whole E*TRADE flow against the offline emulator, step by step"),
+    "login": (_cmd_login, "log in: request token, authorize page, verifier, access token (saved)"),
+    "status": (_cmd_status, "show the saved access token's age, idle time and time left"),
+    "renew": (_cmd_renew, "renew the saved access token (after 2 idle hours)"),
+    "revoke": (_cmd_revoke, "revoke the saved access token and remove it"),
+    "get": (_cmd_get, "send a signed GET and print the answer (JSON pretty-printed)"),
+    "sign": (_cmd_sign, "print the Authorization header for a request (for curl -H)"),
+    "explain": (_cmd_explain, "show every RFC 5849 step of signing a request"),
+    "serve": (_cmd_serve, "run the offline E*TRADE emulator on 127.0.0.1 until Ctrl-C"),
+    "selftest": (_cmd_selftest, "check RFC 5849 and E*TRADE known answers with this file alone"),
+}
+
+
+def _parser() -> object:
+    """Return the argparse parser of the command line."""
     import argparse  # noqa: PLC0415 (imported here: `import oauth1_etrade` stays light)
 
     parser = argparse.ArgumentParser(
-        prog="oauth1_etrade", description="OAuth 1.0a client for the E*TRADE API."
+        prog="oauth1_etrade",
+        description="OAuth 1.0a client for the E*TRADE API. Credentials come from "
+        "ETRADE_CONSUMER_KEY and ETRADE_CONSUMER_SECRET (or --consumer-key / --consumer-secret); "
+        "tokens are saved in ETRADE_TOKEN_FILE or the user's config directory.",
     )
+    parser.add_argument("--version", action="version", version=f"oauth1_etrade {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--sandbox", action="store_true", help="use E*TRADE's sandbox hosts")
+    common.add_argument("--api-base", metavar="URL", help="API host, e.g. the URL `serve` prints")
+    common.add_argument("--authorize-base", metavar="URL", help="authorize page (default: E*TRADE's)")
+    common.add_argument("--consumer-key", metavar="KEY", help="default: $ETRADE_CONSUMER_KEY")
+    common.add_argument("--consumer-secret", metavar="SECRET", help="default: $ETRADE_CONSUMER_SECRET")
+    common.add_argument(
+        "--token-file", metavar="PATH", help="default: $ETRADE_TOKEN_FILE or the config directory"
+    )
+    common.add_argument("-v", "--verbose", action="store_true", help="log requests (redacted) to stderr")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
-    commands.add_parser("selftest", help="check RFC 5849 and E*TRADE known answers with this file alone")
-    args = parser.parse_args(argv)
-    if args.command == "selftest":
-        return _selftest()
-    parser.error(f"unknown command {args.command!r}")
-    return 2
+    sub = {name: commands.add_parser(name, help=text, description=text, parents=[common])
+           for name, (_, text) in _COMMANDS.items()}  # fmt: skip
+    sub["login"].add_argument(
+        "--no-browser", action="store_true", help="print the URL, do not open a browser"
+    )
+    sub["login"].add_argument(
+        "--callback-port",
+        type=int,
+        metavar="N",
+        help="take the verifier from E*TRADE's redirect to 127.0.0.1:N",
+    )
+    for name in ("sign", "explain"):
+        sub[name].add_argument("method", help="HTTP method, e.g. GET")
+        sub[name].add_argument("url", help="full URL, or a path under the API host")
+        sub[name].add_argument("--data", action="append", metavar="K=V", help="form body field (repeatable)")
+        sub[name].add_argument("--nonce", help="fixed nonce (default: a fresh one)")
+        sub[name].add_argument("--timestamp", help="fixed timestamp (default: now)")
+    sub["get"].add_argument("path_or_url", help="e.g. /v1/accounts/list.json")
+    sub["get"].add_argument("--param", action="append", metavar="K=V", help="query parameter (repeatable)")
+    sub["serve"].add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free one)")
+    sub["serve"].add_argument(
+        "--callback-url", metavar="URL", help="act as if this callback URL were registered"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status.
+
+    Expected failures print one line to stderr and return 1, never a traceback.
+    """
+    parser = _parser()
+    args = parser.parse_args(argv)  # type: ignore[attr-defined]
+    if getattr(args, "verbose", False):
+        import logging  # noqa: PLC0415
+
+        logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
+    handler, _ = _COMMANDS[args.command]
+    try:
+        return handler(args)
+    except (OAuthError, _CliError, TokenFileError, ValueError, TypeError, OSError) as exc:
+        print(f"oauth1_etrade {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"oauth1_etrade {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -1342,3 +1342,201 @@ def test_module_doctests():
     failures, tried = doctest.testmod(oa)
     assert tried > 5
     assert failures == 0
+
+
+def test_every_command_has_help():
+    for command in (
+        "demo",
+        "login",
+        "status",
+        "renew",
+        "revoke",
+        "get",
+        "sign",
+        "explain",
+        "serve",
+        "selftest",
+    ):
+        result = run_module(command, "--help")
+        assert result.returncode == 0, command
+        assert "usage:" in result.stdout
+
+
+def test_demo_shows_the_whole_flow_and_exits_0():
+    result = run_module("demo")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for line in (
+        "1. Get a request token",
+        "base string:   GET&http%3A%2F%2F127.0.0.1%3A",
+        "signing key:   <consumer secret>&<token secret>",
+        "Authorization: OAuth oauth_consumer_key=",
+        "the user presses Approve",
+        "GET /oauth/renew_access_token -> 200",
+        "GET /oauth/revoke_access_token -> 200",
+        "TokenRejectedError (token_rejected)",
+        "demo finished in",
+    ):
+        assert line in out, line
+    assert "oauth_token_secret=<hidden>" in out
+    assert result.stderr == ""
+
+
+def cli_env(tmp_path, emulator_key="cli-key", emulator_secret="cli/secret+="):
+    env = dict(os.environ)
+    env.update(
+        ETRADE_CONSUMER_KEY=emulator_key,
+        ETRADE_CONSUMER_SECRET=emulator_secret,
+        ETRADE_TOKEN_FILE=str(tmp_path / "tokens.json"),
+    )
+    return env
+
+
+@pytest.fixture()
+def served(tmp_path):
+    """`serve` running in a subprocess; yields its base URL."""
+    process = subprocess.Popen(
+        [sys.executable, str(HERE / "oauth1_etrade.py"), "serve", "--consumer-key", "cli-key",
+         "--consumer-secret", "cli/secret+="],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    first = process.stdout.readline()
+    base = re.search(r"(http://127\.0\.0\.1:\d+)", first).group(1)
+    yield base
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def cli(env, *args, stdin=None):
+    return subprocess.run(
+        [sys.executable, str(HERE / "oauth1_etrade.py"), *args],
+        capture_output=True, text=True, env=env, input=stdin, timeout=60,
+    )  # fmt: skip
+
+
+def scripted_login(env, base, *extra):
+    """Run `login --no-browser`, approve on the page like a user, paste the verifier."""
+    process = subprocess.Popen(
+        [sys.executable, str(HERE / "oauth1_etrade.py"), "login", "--no-browser", "--api-base", base, *extra],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    process.stdout.readline()  # "Open this page ..."
+    url = process.stdout.readline().strip()
+    out, err = process.communicate(verifier_from_page(url) + "\n", timeout=60)
+    return process.returncode, out, err
+
+
+def test_cli_end_to_end_against_serve(served, tmp_path):
+    env = cli_env(tmp_path)
+    code, out, err = scripted_login(env, served)
+    assert code == 0, err
+    assert "Logged in" in out
+    assert stat.S_IMODE((tmp_path / "tokens.json").stat().st_mode) == 0o600
+    status = cli(env, "status", "--api-base", served)
+    assert status.returncode == 0, status.stderr
+    assert "renew due:     no" in status.stdout and "expires in:" in status.stdout
+    assert "cli/secret" not in status.stdout
+    got = cli(env, "get", "/v1/accounts/list.json", "--api-base", served)
+    assert got.returncode == 0, got.stderr
+    assert json.loads(got.stdout)["AccountListResponse"]["Accounts"]["Account"][0]["accountId"] == "83405188"
+    quote = cli(env, "get", "/v1/market/quote/IBM.json", "--param", "detailFlag=ALL", "--api-base", served)
+    assert json.loads(quote.stdout)["QuoteResponse"]["QuoteData"][0]["Product"]["symbol"] == "IBM"
+    renew = cli(env, "renew", "--api-base", served)
+    assert renew.returncode == 0 and "renewed" in renew.stdout
+    revoke = cli(env, "revoke", "--api-base", served)
+    assert revoke.returncode == 0 and "revoked" in revoke.stdout
+    after = cli(env, "get", "/v1/accounts/list.json", "--api-base", served)
+    assert after.returncode == 1
+    assert after.stderr.count("\n") == 1 and "log in" in after.stderr and "Traceback" not in after.stderr
+    assert cli(env, "status", "--api-base", served).returncode == 1
+
+
+def test_cli_login_takes_the_verifier_from_the_callback(tmp_path):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    emulator = oa.Emulator(
+        consumer_key="cli-key", consumer_secret="cli/secret+=", callback_url=f"http://127.0.0.1:{port}/cb"
+    )
+    with emulator:
+        env = cli_env(tmp_path)
+        process = subprocess.Popen(
+            [sys.executable, str(HERE / "oauth1_etrade.py"), "login", "--no-browser", "--api-base",
+             emulator.base_url, "--callback-port", str(port)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )  # fmt: skip
+        process.stdout.readline()
+        url = process.stdout.readline().strip()
+        assert "Waiting" in process.stdout.readline()
+
+        class NoRedirect(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *args, **kwargs):
+                return None
+
+        with pytest.raises(urllib.error.HTTPError) as redirect:
+            urllib.request.build_opener(NoRedirect()).open(approve(url), timeout=10)
+        landing = urllib.request.urlopen(redirect.value.headers["Location"], timeout=10).read().decode()
+        assert "you can close this window" in landing
+        out, err = process.communicate(timeout=60)
+        assert process.returncode == 0, err
+        assert "Logged in" in out
+
+
+def test_cli_sign_prints_a_header_the_server_accepts(tmp_path):
+    env = cli_env(tmp_path)
+    result = cli(env, "sign", "POST", "https://api.etrade.com/v1/x?q=a+b", "--data", "f=1 2")
+    assert result.returncode == 0, result.stderr
+    header = result.stdout.strip().partition("Authorization: ")[2]
+    url = "https://api.etrade.com/v1/x?q=a+b"
+    assert oa.verify_request("POST", url, header, consumer_secret="cli/secret+=", body=[("f", "1 2")])
+
+
+def test_cli_explain_names_each_step_and_masks_secrets(tmp_path):
+    env = cli_env(tmp_path)
+    result = cli(env, "explain", "GET", "https://api.etrade.com/v1/market/quote/GOOG?detailFlag=ALL&q=a+b",
+                 "--nonce", "fixed", "--timestamp", "1700000000")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for section in ("§3.4.1.3.1", "§3.4.1.3.2", "§3.4.1.2", "§3.4.1.1", "§3.4.2", "§3.5.1"):
+        assert section in out
+    assert "q = a b" in out and "-> q=a%20b" in out
+    header = oa.sign_request("GET", "https://api.etrade.com/v1/market/quote/GOOG?detailFlag=ALL&q=a+b",
+                             consumer_key="cli-key", consumer_secret="cli/secret+=", nonce="fixed",
+                             timestamp="1700000000")  # fmt: skip
+    assert header in out
+    assert "cli/secret" not in out and "cli%2Fsecret" not in out
+    assert "<consumer secret, 12 chars>" in out
+
+
+def test_cli_expected_failures_are_one_line(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETRADE_")}
+    env["ETRADE_TOKEN_FILE"] = str(tmp_path / "t.json")
+    for args in (("status",), ("get", "/v1/x"), ("sign", "GET", "https://e.com/")):
+        result = cli(env, *args)
+        assert result.returncode == 1, args
+        assert result.stderr.count("\n") == 1 and "ETRADE_CONSUMER_KEY" in result.stderr
+    (tmp_path / "t.json").write_text("{broken")
+    broken = cli(cli_env(tmp_path, "k", "s") | {"ETRADE_TOKEN_FILE": str(tmp_path / "t.json")}, "status")
+    assert (
+        broken.returncode == 1
+        and str(tmp_path / "t.json") in broken.stderr
+        and "Traceback" not in broken.stderr
+    )
+    bad_url = cli(cli_env(tmp_path), "sign", "GET", "ftp://example.com/")
+    assert bad_url.returncode == 1 and "Traceback" not in bad_url.stderr
+
+
+def test_emulator_verifier_and_request_token_are_single_use(emulator, clock):
+    session = new_session(emulator, clock)
+    token, secret = session.get_request_token()
+    verifier = verifier_from_page(session.authorize_url())
+    first = signed_get(emulator, "/oauth/access_token", token=token, token_secret=secret, verifier=verifier)
+    assert first[0] == 200 and "oauth_token_secret=" in first[1]
+    replay = signed_get(emulator, "/oauth/access_token", token=token, token_secret=secret, verifier=verifier)
+    assert replay[0] == 401 and "oauth_problem=token_rejected" in replay[1]
+
+
+def test_emulator_authorize_page_refuses_unknown_tokens(emulator):
+    with pytest.raises(urllib.error.HTTPError) as unknown:
+        urllib.request.urlopen(f"{emulator.authorize_base}?key={CONSUMER_KEY}&token=nope", timeout=10)
+    assert unknown.value.code == 400
