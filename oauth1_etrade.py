@@ -1000,9 +1000,11 @@ class TokenStore:
 
     Writes go to a temporary file in the same directory, created with mode
     0600, flushed and fsynced, then renamed over the old file, so a reader
-    sees the old file or the new one, never half of one. A file that is not
-    ours to read (corrupt JSON, wrong shape) raises TokenFileError naming it
-    and is never overwritten.
+    sees the old file or the new one, never half of one; on POSIX a lock file
+    beside it serializes read-modify-write, so two processes saving at once
+    lose neither entry. A file that is not ours to read (corrupt JSON, wrong
+    shape) raises TokenFileError naming it and is never overwritten. A file
+    readable by group or others gets a warning.
     """
 
     FORMAT = "oauth1_etrade tokens"
@@ -1022,11 +1024,13 @@ class TokenStore:
 
         try:
             with open(self.path, encoding="utf-8") as file:
+                self._warn_if_shared(file.fileno())
                 text = file.read()
         except FileNotFoundError:
             return {}
-        except OSError as exc:
-            raise TokenFileError(f"cannot read token file {self.path}: {exc.strerror}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+            raise TokenFileError(f"cannot read token file {self.path}: {reason}") from None
         try:
             data = json.loads(text)
         except ValueError as exc:
@@ -1040,6 +1044,22 @@ class TokenStore:
                 "fix or delete it"
             )
         return tokens
+
+    def _warn_if_shared(self, fd: int) -> None:
+        """Warn when the token file is readable or writable by group or others (POSIX)."""
+        import os  # noqa: PLC0415
+
+        if os.name == "posix" and os.fstat(fd).st_mode & 0o077:
+            import warnings  # noqa: PLC0415
+
+            warnings.warn(
+                f"token file {self.path} is readable or writable by other users; run: chmod 600 {self.path}",
+                stacklevel=4,
+            )
+
+    def _locked(self) -> _FileLock:
+        """Return a context manager holding this store's lock file (POSIX; no-op elsewhere)."""
+        return _FileLock(self.path + ".lock")
 
     def _write(self, tokens: dict[str, dict[str, object]]) -> None:
         import json  # noqa: PLC0415
@@ -1079,20 +1099,48 @@ class TokenStore:
 
     def save(self, consumer_key: str, api_base: str, token: Token) -> None:
         """Save the access token for this consumer key and API host."""
-        tokens = self._read()
-        tokens[self._key(consumer_key, api_base)] = {
-            "token": token.token,
-            "token_secret": token.secret,
-            "issued_at": token.issued_at,
-            "last_used": token.last_used,
-        }
-        self._write(tokens)
+        with self._locked():
+            tokens = self._read()
+            tokens[self._key(consumer_key, api_base)] = {
+                "token": token.token,
+                "token_secret": token.secret,
+                "issued_at": token.issued_at,
+                "last_used": token.last_used,
+            }
+            self._write(tokens)
 
     def delete(self, consumer_key: str, api_base: str) -> None:
         """Forget the access token for this consumer key and API host."""
-        tokens = self._read()
-        if tokens.pop(self._key(consumer_key, api_base), None) is not None:
-            self._write(tokens)
+        with self._locked():
+            tokens = self._read()
+            if tokens.pop(self._key(consumer_key, api_base), None) is not None:
+                self._write(tokens)
+
+
+class _FileLock:
+    """An exclusive lock on a lock file (fcntl.flock, POSIX); a no-op where fcntl is missing."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._fd: int | None = None
+
+    def __enter__(self) -> None:
+        import os  # noqa: PLC0415
+
+        try:
+            import fcntl  # noqa: PLC0415
+        except ImportError:
+            return
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), mode=0o700, exist_ok=True)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: object) -> None:
+        import os  # noqa: PLC0415
+
+        if self._fd is not None:
+            os.close(self._fd)  # closing releases the lock
+            self._fd = None
 
 
 class _suppress_os_error:
@@ -1162,9 +1210,10 @@ def _send(
 ) -> Response:
     """Send one request with urllib and return the response, whatever its status.
 
-    Redirects are not followed: a signed request is valid for its own URL
-    only, and the Authorization header must not travel to another host.
-    Failures without an HTTP answer raise TransportError.
+    ``timeout`` bounds the connection, each read, and the whole body (a server
+    that drips bytes is cut off). Redirects are not followed: a signed request
+    is valid for its own URL only, and the Authorization header must not travel
+    to another host. Failures without a complete HTTP answer raise TransportError.
     """
     import http.client  # noqa: PLC0415
     import logging  # noqa: PLC0415
@@ -1179,29 +1228,47 @@ def _send(
     # The URL's scheme was checked to be http(s) (_check_base, _split_url).
     request = urllib.request.Request(url, data=body, headers=dict(headers), method=method)  # noqa: S310
     log = logging.getLogger("oauth1_etrade")
+    where = f"{method} {_display_url(url)}"
+    deadline = time.monotonic() + timeout
     try:
         try:
             with opener.open(request, timeout=timeout) as answer:
-                status, answer_headers, data = answer.status, answer.headers, answer.read(limit + 1)
+                status, answer_headers = answer.status, answer.headers
+                data = _read_body(answer, limit, deadline, where)
         except urllib.error.HTTPError as error:
             status, answer_headers = error.code, error.headers
-            data = error.read(limit + 1) if error.fp is not None else b""
+            data = _read_body(error.fp, limit, deadline, where) if error.fp is not None else b""
     except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         log.debug("%s %s -> no answer (%s)", method, url, type(exc).__name__)
-        raise TransportError(f"{method} {_display_url(url)} failed: {reason}") from None
+        raise TransportError(f"{where} failed: {_one_line(str(reason))}") from None
     log.debug("%s %s -> %s (Authorization: OAuth <redacted>)", method, url, status)
-    if len(data) > limit:
-        raise TransportError(
-            f"{method} {_display_url(url)}: the answer is larger than {limit} bytes; refused"
-        )
     if 300 <= status < 400:
-        where = urlsplit(answer_headers.get("Location", "")).hostname or "elsewhere"
+        target = urlsplit(answer_headers.get("Location", "")).hostname or "elsewhere"
         raise TransportError(
-            f"{method} {_display_url(url)} was redirected to {where}; signed requests are not followed",
-            status=status,
+            f"{where} was redirected to {target}; signed requests are not followed", status=status
         )
     return Response(status, answer_headers, data, url)
+
+
+def _read_body(stream: object, limit: int, deadline: float, where: str) -> bytes:
+    """Return a response body read in pieces: at most ``limit`` bytes, complete, before ``deadline``."""
+    read = getattr(stream, "read1", None) or stream.read  # type: ignore[attr-defined]
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        if time.monotonic() > deadline:
+            raise TransportError(f"{where}: the answer did not arrive within the timeout")
+        chunk = read(65536)
+        if not chunk:
+            break
+        size += len(chunk)
+        if size > limit:
+            raise TransportError(f"{where}: the answer is larger than {limit} bytes; refused")
+        chunks.append(chunk)
+    if getattr(stream, "length", None):  # Content-Length promised more than came
+        raise TransportError(f"{where}: the answer was cut short")
+    return b"".join(chunks)
 
 
 def _display_url(url: str) -> str:
@@ -1214,6 +1281,11 @@ def _display_url(url: str) -> str:
 _PROBLEM_PATTERN = r"oauth_problem=([A-Za-z_]+)"
 _XML_MESSAGE_PATTERN = r"(?i)<message>([^<]{0,500})</message>"
 _DETAIL_UNSAFE_PATTERN = r"[\x00-\x1f\x7f]+"
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    """Return text from a server as one short line: control characters become spaces."""
+    return re.sub(_DETAIL_UNSAFE_PATTERN, " ", text).strip()[:limit]
 
 
 def _problem_and_detail(response: Response) -> tuple[str | None, str | None]:
@@ -1233,9 +1305,7 @@ def _problem_and_detail(response: Response) -> tuple[str | None, str | None]:
     elif "<message>" in text.lower():
         found = re.search(_XML_MESSAGE_PATTERN, text)
         detail = found.group(1) if found else None
-    if detail:
-        detail = re.sub(_DETAIL_UNSAFE_PATTERN, " ", detail).strip()[:200] or None
-    return problem, detail
+    return problem, _one_line(detail) if detail else None
 
 
 def _error_from(response: Response, action: str) -> OAuthError:
@@ -2748,19 +2818,46 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = _parser()
     args = parser.parse_args(argv)  # type: ignore[attr-defined]
-    if getattr(args, "verbose", False):
+    handler, _ = _COMMANDS[args.command]
+    with _verbose_logging(bool(args.verbose)):
+        try:
+            return handler(args)
+        except (OAuthError, _CliError, TokenFileError, ValueError, TypeError, OSError) as exc:
+            print(f"oauth1_etrade {args.command}: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print(f"oauth1_etrade {args.command}: interrupted", file=sys.stderr)
+            return 130
+
+
+class _verbose_logging:
+    """Context manager: with ``on``, the oauth1_etrade logger writes DEBUG lines to stderr."""
+
+    def __init__(self, on: bool):
+        self.on = on
+        self._undo: Callable[[], None] | None = None
+
+    def __enter__(self) -> None:
+        if not self.on:
+            return
         import logging  # noqa: PLC0415
 
-        logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
-    handler, _ = _COMMANDS[args.command]
-    try:
-        return handler(args)
-    except (OAuthError, _CliError, TokenFileError, ValueError, TypeError, OSError) as exc:
-        print(f"oauth1_etrade {args.command}: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"oauth1_etrade {args.command}: interrupted", file=sys.stderr)
-        return 130
+        logger = logging.getLogger("oauth1_etrade")
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        level = logger.level
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG)
+
+        def undo() -> None:
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+
+        self._undo = undo
+
+    def __exit__(self, *exc: object) -> None:
+        if self._undo is not None:
+            self._undo()
 
 
 if __name__ == "__main__":

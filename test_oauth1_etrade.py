@@ -6,16 +6,21 @@ properties check every rule on arbitrary input.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import html
 import http.server
 import importlib
+import inspect
+import io
 import json
 import logging
 import os
 import pathlib
 import re
+import shutil
 import socket
+import ssl
 import stat
 import string
 import subprocess
@@ -25,6 +30,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import warnings
 import zoneinfo
 from urllib.parse import parse_qsl, unquote, unquote_to_bytes
 
@@ -985,7 +991,10 @@ def test_store_saves_loads_and_deletes_with_mode_0600(emulator, clock, tmp_path)
     assert oa.TokenStore(str(path)).load(CONSUMER_KEY, emulator.base_url).last_used == clock()
     again.revoke_access_token()
     assert oa.TokenStore(str(path)).load(CONSUMER_KEY, emulator.base_url) is None
-    assert [p.name for p in path.parent.iterdir()] == ["tokens.json"]  # no temporary files left
+    assert sorted(p.name for p in path.parent.iterdir()) == [
+        "tokens.json",
+        "tokens.json.lock",
+    ]  # no temp files
 
 
 def test_store_keeps_consumer_keys_and_hosts_apart(tmp_path):
@@ -1005,6 +1014,7 @@ def test_store_keeps_consumer_keys_and_hosts_apart(tmp_path):
 def test_corrupt_token_file_is_a_clear_error_and_is_never_overwritten(tmp_path, content):
     path = tmp_path / "tokens.json"
     path.write_text(content)
+    path.chmod(0o600)
     store = oa.TokenStore(str(path))
     with pytest.raises(oa.TokenFileError, match=re.escape(str(path))):
         store.load("k", "https://api.etrade.com")
@@ -1540,3 +1550,595 @@ def test_emulator_authorize_page_refuses_unknown_tokens(emulator):
     with pytest.raises(urllib.error.HTTPError) as unknown:
         urllib.request.urlopen(f"{emulator.authorize_base}?key={CONSUMER_KEY}&token=nope", timeout=10)
     assert unknown.value.code == 400
+
+
+# ---- Hardening: fuzzing ----
+# Every parser and builder, on arbitrary input: a result, a ValueError/TypeError
+# or an OAuthError, never another exception. FUZZ_EXAMPLES inputs each.
+
+FUZZ_EXAMPLES = 1000
+fuzz = settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+
+# Pieces of Authorization headers, so that the fuzzer reaches deep into the grammar.
+header_pieces = st.lists(
+    st.one_of(
+        st.sampled_from(
+            [
+                "OAuth",
+                "oauth",
+                " ",
+                "\n",
+                "\t",
+                "\u00a0",
+                ",",
+                "=",
+                '"',
+                "\\",
+                "%",
+                "%2",
+                "%ZZ",
+                "%C3%A9",
+                "%FF",
+                "realm",
+                "oauth_token",
+                "oauth_nonce",
+                "a",
+                "\u2603",
+                "\x00",
+                "\r\n",
+            ]
+        ),
+        st.text(max_size=5),
+    ),
+    max_size=30,
+).map("".join)
+
+
+@fuzz
+@given(header_pieces)
+def test_fuzz_parse_authorization_header(text):
+    try:
+        result = oa.parse_authorization_header(text)
+    except ValueError:
+        return
+    assert isinstance(result, dict) and all(isinstance(v, str) for v in result.values())
+
+
+@fuzz
+@given(header_pieces, st.text(max_size=20), st.one_of(st.none(), st.binary(max_size=40)))
+def test_fuzz_verify_request(header, secret, body):
+    try:
+        result = oa.verify_request(
+            "GET",
+            "https://api.etrade.com/v1/x?a=1",
+            header,
+            consumer_secret=secret,
+            body=body,
+            content_type="application/x-www-form-urlencoded",
+        )
+    except ValueError:
+        return
+    assert result in (True, False)
+
+
+@fuzz
+@given(st.binary(max_size=300) | st.text(max_size=200).map(str.encode))
+def test_fuzz_token_responses(body):
+    try:
+        fields = oa._parse_token_response(oa.Response(200, {}, body), "access token")
+    except oa.OAuthError:
+        return
+    assert fields["oauth_token"] and fields["oauth_token_secret"]
+
+
+error_bodies = st.one_of(
+    st.binary(max_size=300),
+    st.text(max_size=200).map(str.encode),
+    st.builds(lambda p, t: f"oauth_problem={p}&x={t}".encode(), st.text(max_size=20), st.text(max_size=20)),
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+        lambda c: (
+            st.lists(c, max_size=3)
+            | st.dictionaries(st.sampled_from(["Error", "message", "code"]), c, max_size=3)
+        ),
+        max_leaves=8,
+    ).map(lambda v: json.dumps(v).encode()),
+    st.builds(lambda m: f"<Error><message>{m}</message></Error>".encode(), st.text(max_size=40)),
+)
+
+
+@fuzz
+@given(
+    st.integers(300, 599), st.sampled_from(["", "application/json", "text/xml", "text/html"]), error_bodies
+)
+def test_fuzz_error_bodies(status, content_type, body):
+    error = oa._error_from(oa.Response(status, {"Content-Type": content_type}, body), "call")
+    assert isinstance(error, oa.OAuthError) and error.status == status
+    assert "\n" not in str(error) and "\r" not in str(error)
+
+
+url_texts = st.one_of(
+    st.text(max_size=60),
+    st.builds(
+        lambda scheme, host, port, path, query: f"{scheme}://{host}{port}{path}?{query}",
+        st.sampled_from(["http", "https", "HTTP", "ftp", "", "javascript"]),
+        st.one_of(
+            st.text(max_size=12), st.sampled_from(["api.etrade.com", "[::1]", "[bad", "a:b@c", "127.0.0.1"])
+        ),
+        st.one_of(st.just(""), st.integers(-5, 70000).map(lambda p: f":{p}"), st.just(":x")),
+        st.text(max_size=15),
+        st.text(max_size=15),
+    ),
+)
+
+
+@fuzz
+@given(url_texts, st.sampled_from(["GET", "get", "", "PO ST", "\u00e9"]))
+def test_fuzz_urls_in_base_string_and_signing(url, method):
+    try:
+        uri = oa.base_string_uri(url)
+        assert uri.split("://", 1)[0] in ("http", "https")
+    except ValueError:
+        pass
+    try:
+        header = oa.sign_request(method, url, consumer_key="k", consumer_secret="s", nonce="n", timestamp="1")
+    except ValueError:
+        return
+    assert oa.verify_request(method, url, header, consumer_secret="s")
+
+
+@fuzz
+@given(st.text(max_size=200))
+def test_fuzz_form_parsers(text):
+    assert oa._parse_form_encoded(text) == [
+        f"{oa.percent_encode(n)} {oa.percent_encode(v)}" for n, v in oa._parse_form(text)
+    ]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    st.one_of(
+        st.binary(max_size=300),
+        error_bodies,
+        st.dictionaries(
+            st.text(max_size=30),
+            st.dictionaries(
+                st.sampled_from(["token", "token_secret", "issued_at", "last_used"]),
+                st.one_of(st.text(max_size=5), st.floats(), st.none()),
+            ),
+        ).map(lambda t: json.dumps({"format": "oauth1_etrade tokens", "tokens": t}).encode()),
+    )
+)
+def test_fuzz_token_file(tmp_path_factory, content):
+    path = tmp_path_factory.mktemp("fuzz") / "tokens.json"
+    path.write_bytes(content)
+    path.chmod(0o600)
+    store = oa.TokenStore(str(path))
+    for key in ("k", "https://api.etrade.com k"):
+        try:
+            token = store.load(key, "https://api.etrade.com")
+        except oa.TokenFileError:
+            continue
+        assert token is None or isinstance(token, oa.Token)
+    assert path.read_bytes() == content
+
+
+cli_words = st.sampled_from(
+    [
+        "sign",
+        "explain",
+        "status",
+        "selftest",
+        "GET",
+        "POST",
+        "https://api.etrade.com/v1/x?a=1",
+        "/v1/y",
+        "ftp://x/",
+        "--data",
+        "a=1",
+        "=",
+        "x",
+        "--nonce",
+        "n",
+        "--timestamp",
+        "1",
+        "--sandbox",
+        "--api-base",
+        "http://127.0.0.1:9",
+        "http://example.com",
+        "--help-me",
+        "-v",
+        "\u00e9",
+        "a\nb",
+        "",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(cli_words, max_size=7))
+def test_fuzz_command_line(tmp_path_factory, monkeypatch_module, argv):
+    folder = tmp_path_factory.mktemp("cli")
+    monkeypatch_module.setenv("ETRADE_TOKEN_FILE", str(folder / "tokens.json"))
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()) as err:
+        try:
+            code = oa.main(argv)
+        except SystemExit as exit_:  # argparse usage errors and --help
+            assert exit_.code in (0, 2)
+            return
+    assert code in (0, 1)
+    assert "Traceback" not in err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    patcher = pytest.MonkeyPatch()
+    patcher.setenv("ETRADE_CONSUMER_KEY", "fuzz-key")
+    patcher.setenv("ETRADE_CONSUMER_SECRET", "fuzz-secret")
+    yield patcher
+    patcher.undo()
+
+
+# ---- Hardening: injection and types ----
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: oa.percent_encode(1),
+        lambda: oa.base_string_uri(None),
+        lambda: oa.normalize_parameters([(1, "a")]),
+        lambda: oa.signature_base_string(b"GET", "https://e.com/"),
+        lambda: oa.signature("base", 1),
+        lambda: oa.authorization_header({"a": 1}),
+        lambda: oa.parse_authorization_header(b"OAuth a=1"),
+        lambda: oa.sign_request("GET", "https://e.com/", consumer_key="k", consumer_secret="s", realm=1),
+        lambda: oa.verify_request("GET", "https://e.com/", None, consumer_secret="s"),
+        lambda: oa.ETradeSession(1, "s"),
+        lambda: oa.OAuth1Auth("k", "s").sign("GET", "https://e.com/", body=1),
+        lambda: oa.TokenStore(1),
+        lambda: oa.Token("t", None, 1),
+    ],
+)
+def test_non_str_input_is_a_type_error(call):
+    with pytest.raises(TypeError):
+        call()
+
+
+@pytest.mark.parametrize("bad", ["\r", "\n", "\0", "\r\n"])
+def test_control_characters_are_refused_everywhere_before_sending(recorder, bad):
+    session = recorder_session(recorder)
+    attempts = [
+        lambda: session.get("/v1/x" + bad),
+        lambda: session.get("/v1/x", params={"a": "1" + bad}),
+        lambda: session.get("/v1/x", headers={"X-A": "1" + bad}),
+        lambda: session.get("/v1/x", headers={"X-A" + bad: "1"}),
+        lambda: session.request("POST", "/v1/x", body={"a": bad}),
+        lambda: session.request("GET" + bad, "/v1/x"),
+        lambda: oa.ETradeSession("k" + bad, "s"),
+        lambda: oa.OAuth1Auth("k", "s", "t" + bad).sign("GET", "https://e.com/"),
+        lambda: oa._verifier_from("ABC" + bad + "D"),
+    ]
+    for attempt in attempts:
+        with pytest.raises(ValueError):
+            attempt()
+    assert recorder.seen == []
+
+
+# ---- Hardening: secrets ----
+
+
+def assert_no_secret(text: str, secrets_: list[str]) -> None:
+    for secret in secrets_:
+        for form in {secret, oa.percent_encode(secret), urllib.parse.quote_plus(secret)}:
+            assert form not in text, "a secret leaked"
+
+
+def test_demo_at_debug_writes_no_secret(monkeypatch, capfd):
+    seen = []
+    real_init, real_request, real_access = (
+        oa.Emulator.__init__,
+        oa.Emulator._issue_request_token,
+        oa.Emulator._issue_access_token,
+    )
+
+    def init(self, **kwargs):
+        real_init(self, **kwargs)
+        seen.append(self.consumer_secret)
+
+    def request_token(self, params):
+        fields = real_request(self, params)
+        seen.append(fields["oauth_token_secret"])
+        return fields
+
+    def access_token(self, record, params):
+        fields = real_access(self, record, params)
+        seen.append(fields["oauth_token_secret"])
+        return fields
+
+    monkeypatch.setattr(oa.Emulator, "__init__", init)
+    monkeypatch.setattr(oa.Emulator, "_issue_request_token", request_token)
+    monkeypatch.setattr(oa.Emulator, "_issue_access_token", access_token)
+    assert oa.main(["demo", "-v"]) == 0
+    out, err = capfd.readouterr()
+    assert len(seen) == 3 and "oauth1_etrade: GET http://127.0.0.1" in err  # debug log was on
+    assert_no_secret(out + err, seen)
+
+
+def test_command_line_at_debug_writes_no_secret(served, tmp_path):
+    env = cli_env(tmp_path)
+    written = []
+    code, out, err = scripted_login(env, served, "-v")
+    assert code == 0, err
+    written += [out, err]
+    token_secret = json.loads((tmp_path / "tokens.json").read_text())["tokens"].popitem()[1]["token_secret"]
+    for args in (
+        ("status",),
+        ("get", "/v1/accounts/list.json"),
+        ("sign", "GET", "/v1/x"),
+        ("explain", "GET", "/v1/x"),
+        ("renew",),
+        ("revoke",),
+        ("get", "/v1/accounts/list.json"),
+    ):
+        result = cli(env, *args, "-v", "--api-base", served)
+        written += [result.stdout, result.stderr]
+    text = "".join(written)
+    assert "redacted" in text
+    assert_no_secret(text, ["cli/secret+=", token_secret])
+
+
+def test_reprs_messages_and_logs_hold_no_secret(emulator, clock, caplog):
+    session = new_session(emulator, clock)
+    with caplog.at_level(logging.DEBUG, logger="oauth1_etrade"):
+        login(session)
+        session.get("/v1/accounts/list")
+    secrets_ = [CONSUMER_SECRET, session.access_token.secret]
+    texts = [
+        repr(session),
+        str(session),
+        repr(session.access_token),
+        repr(session.auth()),
+        repr(oa.TokenStore("/tmp/x.json")),
+        repr(emulator),
+    ]
+    bad = new_session(emulator, clock, token=session.access_token.token, token_secret="wrong-secret")
+    with pytest.raises(oa.OAuthError) as error:
+        bad.get("/v1/accounts/list")
+    texts.append(str(error.value))
+    texts += [r.getMessage() for r in caplog.records]
+    assert_no_secret("\n".join(texts), secrets_ + ["wrong-secret"])
+
+
+# ---- Hardening: network faults ----
+
+
+class FaultServer:
+    """A raw TCP server on loopback that misbehaves as told; counts connections."""
+
+    def __init__(self, behaviour):
+        self.behaviour = behaviour
+        self.connections = 0
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(5)
+        self.sock.settimeout(0.2)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    @property
+    def base(self):
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+
+    def serve(self):
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.connections += 1
+            with conn:
+                conn.settimeout(5)
+                try:
+                    conn.recv(65536)
+                    self.behaviour(conn, self.stop)
+                except OSError:
+                    pass
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(timeout=5)
+        self.sock.close()
+
+
+def never_answers(conn, stop):
+    stop.wait(5)
+
+
+def drips(conn, stop):
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\nContent-Type: text/plain\r\n\r\n")
+    for _ in range(100):
+        if stop.wait(0.1):
+            return
+        conn.sendall(b"x")
+
+
+def truncated(conn, stop):
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
+
+
+def html_500(conn, stop):
+    body = b"<html><body>Internal Server Error</body></html>"
+    conn.sendall(
+        b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/html\r\nContent-Length: %d\r\n\r\n%s"
+        % (len(body), body)
+    )
+
+
+def garbage_401(conn, stop):
+    body = b"\x00\xff}{<<garbage"
+    conn.sendall(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+
+
+def huge(conn, stop):
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (2 << 20))
+    chunk = b"oauth_token=" + b"a" * 65524
+    for _ in range(40):
+        conn.sendall(chunk)
+
+
+def not_http(conn, stop):
+    conn.sendall(b"SSH-2.0-OpenSSH_9.0\r\n")
+
+
+FAULTS = {
+    "never answers": (never_answers, oa.TransportError, "timed out"),
+    "drips bytes": (drips, oa.TransportError, "within the timeout"),
+    "truncated body": (truncated, oa.TransportError, "cut short"),
+    "500 with HTML": (html_500, oa.OAuthError, "HTTP 500"),
+    "401 with garbage": (garbage_401, oa.OAuthError, "HTTP 401"),
+    "oversized token response": (huge, oa.TransportError, "larger than"),
+    "not HTTP at all": (not_http, oa.TransportError, "failed"),
+}
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+def test_network_faults_give_one_clear_error_and_leave_the_token_file(fault, tmp_path):
+    behaviour, kind, words = FAULTS[fault]
+    server = FaultServer(behaviour)
+    try:
+        path = tmp_path / "tokens.json"
+        store = oa.TokenStore(str(path))
+        store.save(
+            "k", server.base, oa.Token("tok", "tok-secret", time.time() - 3 * 3600, time.time() - 3 * 3600)
+        )
+        before = path.read_bytes()
+        session = oa.ETradeSession("k", "s", api_base=server.base, store=store, timeout=0.5)
+        with pytest.raises(kind, match=words) as error:
+            session.get("/v1/accounts/list")  # idle > 2 h: renew first, which fails
+        assert "\n" not in str(error.value) and "tok-secret" not in str(error.value)
+        assert path.read_bytes() == before
+        assert server.connections == 1  # GET renew was not retried
+    finally:
+        server.close()
+
+
+def test_redirect_never_carries_the_authorization_header(recorder):
+    other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    other.seen, other.script = [], []
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    try:
+        for status in (301, 302, 303, 307, 308):
+            recorder.script = [
+                (status, {"Location": f"http://127.0.0.1:{other.server_address[1]}/stolen"}, b"")
+            ]
+            with pytest.raises(oa.TransportError, match="not followed"):
+                recorder_session(recorder).get("/v1/x")
+        assert other.seen == []
+    finally:
+        other.shutdown()
+        other.server_close()
+
+
+def test_tls_is_verified_and_cannot_be_switched_off(tmp_path):
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-days",
+            "1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    server.seen, server.script = [], []
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        session = oa.ETradeSession(
+            "k",
+            "s",
+            token="t",
+            token_secret="ts",
+            api_base=f"https://127.0.0.1:{server.server_address[1]}",
+            timeout=5,
+        )
+        with pytest.raises(oa.TransportError, match="CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
+            session.get("/v1/x")
+        assert server.seen == []
+    finally:
+        server.shutdown()
+        server.server_close()
+    parameters = inspect.signature(oa.ETradeSession).parameters
+    assert not any(word in name for name in parameters for word in ("verify", "ssl", "insecure", "context"))
+
+
+# ---- Hardening: the token file ----
+
+
+SAVER = """
+import sys, oauth1_etrade as oa
+store = oa.TokenStore(sys.argv[1])
+for i in range(int(sys.argv[3])):
+    store.save(f"{sys.argv[2]}-{i}", "https://api.etrade.com", oa.Token(f"t{i}", f"s{i}", 1.0))
+"""
+
+
+def test_two_processes_saving_at_once_lose_nothing(tmp_path):
+    path = tmp_path / "tokens.json"
+    processes = [
+        subprocess.Popen([sys.executable, "-c", SAVER, str(path), name, "25"], cwd=HERE)
+        for name in ("a", "b")
+    ]
+    assert [p.wait(timeout=120) for p in processes] == [0, 0]
+    tokens = json.loads(path.read_text())["tokens"]
+    if os.name == "posix":
+        assert len(tokens) == 50  # the lock kept every entry
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_a_save_interrupted_part_way_leaves_the_previous_file(tmp_path, monkeypatch):
+    path = tmp_path / "tokens.json"
+    store = oa.TokenStore(str(path))
+    store.save("k", "https://api.etrade.com", oa.Token("old", "old-secret", 1.0))
+    before = path.read_bytes()
+
+    def power_cut(fd):
+        raise OSError("simulated power cut")
+
+    monkeypatch.setattr(os, "fsync", power_cut)
+    with pytest.raises(OSError, match="power cut"):
+        store.save("k", "https://api.etrade.com", oa.Token("new", "new-secret", 2.0))
+    assert path.read_bytes() == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tokens-")]
+
+
+def test_a_token_file_open_to_others_gets_a_warning(tmp_path):
+    path = tmp_path / "tokens.json"
+    oa.TokenStore(str(path)).save("k", "https://api.etrade.com", oa.Token("t", "s", 1.0))
+    if os.name != "posix":
+        pytest.skip("POSIX permissions")
+    path.chmod(0o644)
+    with pytest.warns(UserWarning, match="chmod 600"):
+        oa.TokenStore(str(path)).load("k", "https://api.etrade.com")
+    path.chmod(0o600)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        oa.TokenStore(str(path)).load("k", "https://api.etrade.com")
