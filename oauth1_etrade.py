@@ -1033,9 +1033,14 @@ class TokenStore:
             raise TokenFileError(f"cannot read token file {self.path}: {reason}") from None
         try:
             data = json.loads(text)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
+            # NOTE: only the position is used: PyPy 7.3.11's JSON decoder can
+            # produce a message string that crashes when formatted.
+            lineno, colno = getattr(exc, "lineno", None), getattr(exc, "colno", None)
+            where = f"line {lineno}, column {colno}" if lineno else "nested too deeply"
             raise TokenFileError(
-                f"token file {self.path} is corrupt ({exc}); it was left as it is: fix or delete it"
+                f"token file {self.path} is corrupt (not valid JSON at {where}); "
+                "it was left as it is: fix or delete it"
             ) from None
         tokens = data.get("tokens") if isinstance(data, dict) and data.get("format") == self.FORMAT else None
         if not isinstance(tokens, dict) or not all(isinstance(v, dict) for v in tokens.values()):
@@ -1300,7 +1305,7 @@ def _problem_and_detail(response: Response) -> tuple[str | None, str | None]:
         try:
             error = json.loads(text).get("Error", {})
             detail = str(error.get("message")) if isinstance(error, dict) and "message" in error else None
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):
             detail = None
     elif "<message>" in text.lower():
         found = re.search(_XML_MESSAGE_PATTERN, text)
@@ -2823,7 +2828,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             return handler(args)
         except (OAuthError, _CliError, TokenFileError, ValueError, TypeError, OSError) as exc:
-            print(f"oauth1_etrade {args.command}: {exc}", file=sys.stderr)
+            print(f"oauth1_etrade {args.command}: " + str(exc), file=sys.stderr)
             return 1
         except KeyboardInterrupt:
             print(f"oauth1_etrade {args.command}: interrupted", file=sys.stderr)

@@ -958,6 +958,7 @@ def test_clock_offset_from_date_header():
         ),
         (b"<html>Internal error</html>", "text/html", oa.OAuthError, None),
         (b"\xff\xfe garbage", "", oa.OAuthError, None),
+        (b"[" * 8000, "application/json", oa.OAuthError, None),
     ],
 )
 def test_error_bodies_map_to_errors(body, content_type, kind, problem):
@@ -1009,11 +1010,12 @@ def test_store_keeps_consumer_keys_and_hosts_apart(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "content", ["{not json", '{"tokens": []}', "[]", '{"format": "other", "tokens": {}}']
+    "content",
+    ["{not json", '{"tokens": []}', "[]", '{"format": "other", "tokens": {}}', "[" * 100000, "\u00ca%w"],
 )
 def test_corrupt_token_file_is_a_clear_error_and_is_never_overwritten(tmp_path, content):
     path = tmp_path / "tokens.json"
-    path.write_text(content)
+    path.write_bytes(content.encode("utf-8"))
     path.chmod(0o600)
     store = oa.TokenStore(str(path))
     with pytest.raises(oa.TokenFileError, match=re.escape(str(path))):
@@ -1022,7 +1024,7 @@ def test_corrupt_token_file_is_a_clear_error_and_is_never_overwritten(tmp_path, 
         store.save("k", "https://api.etrade.com", oa.Token("t", "s", 1))
     with pytest.raises(oa.TokenFileError):
         oa.ETradeSession("k", "s", store=store)
-    assert path.read_text() == content
+    assert path.read_bytes() == content.encode("utf-8")
 
 
 def test_default_token_path_follows_the_environment(monkeypatch, tmp_path):
@@ -2068,7 +2070,7 @@ def test_tls_is_verified_and_cannot_be_switched_off(tmp_path):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
     server.seen, server.script = [], []
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
+    context.load_cert_chain(str(cert), str(key))
     server.socket = context.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
