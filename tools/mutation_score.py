@@ -2,6 +2,7 @@
 
     python -m pip install ".[test]" mutmut
     python tools/mutation_score.py            # mutate and test the core, then print the score
+    python tools/mutation_score.py --survivors  # rerun only the last run's survivors (after new tests)
     python tools/mutation_score.py --report   # print the score of the last run only
 
 The core is the sans-IO part of oauth1_etrade.py: encoding, base string,
@@ -30,15 +31,25 @@ CORE_FUNCTIONS = [
 
 # mutmut names a mutant module.x_<function>__mutmut_<n>
 PATTERNS = [f"oauth1_etrade.x_{name}__mutmut_*" for name in CORE_FUNCTIONS]
-NAME_RE = re.compile(r"^\s*oauth1_etrade\.x_(?P<function>.+?)__mutmut_\d+: (?P<status>.+)$")
+NAME_RE = re.compile(r"^\s*oauth1_etrade\.(?P<name>x_(?P<function>.+?)__mutmut_\d+): (?P<status>.+)$")
+
+
+def results() -> str:
+    """Return `mutmut results --all` output: one "name: status" line per mutant."""
+    return subprocess.run(
+        ["mutmut", "results", "--all", "true"], capture_output=True, text=True, check=False
+    ).stdout
 
 
 def main() -> int:
-    if "--report" not in sys.argv:
+    if "--survivors" in sys.argv:
+        survivors = [
+            m["name"] for m in map(NAME_RE.match, results().splitlines()) if m and m["status"] == "survived"
+        ]
+        subprocess.run(["mutmut", "run", *[f"oauth1_etrade.{name}" for name in survivors]], check=False)
+    elif "--report" not in sys.argv:
         subprocess.run(["mutmut", "run", *PATTERNS], check=False)
-    out = subprocess.run(
-        ["mutmut", "results", "--all", "true"], capture_output=True, text=True, check=False
-    ).stdout
+    out = results()
     by_status: collections.Counter[str] = collections.Counter()
     survivors = []
     for line in out.splitlines():
