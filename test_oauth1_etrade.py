@@ -2292,3 +2292,63 @@ def test_form_value_holding_equals_signs_is_encoded():
     # A raw "=" inside a value is data: it must be signed as %3D, never split.
     assert oa._parse_form_encoded("a=b=c&d==") == ["a b%3Dc", "d %3D"]
     assert oa._parse_form_encoded("a=b%3Dc") == ["a b%3Dc"]
+
+
+@pytest.mark.parametrize(
+    "call, kind, message",
+    [
+        (
+            lambda: oa.signature_base_string(1, "https://e.com/"),
+            TypeError,
+            "method: expected str, but got 'int'",
+        ),
+        (
+            lambda: oa.signature_base_string("G\nET", "https://e.com/"),
+            ValueError,
+            "method contains a CR, LF or NUL character; refusing to sign it",
+        ),
+        (lambda: oa.signature_base_string("", "https://e.com/"), ValueError, "method: must not be empty"),
+        (
+            lambda: oa.signature_base_string("GET", "https://e.com/", [("a", "\n")]),
+            ValueError,
+            "a parameter contains a CR, LF or NUL character; refusing to sign it",
+        ),
+        (
+            lambda: oa.base_string_uri("https://e.com/\n"),
+            ValueError,
+            "url contains a CR, LF or NUL character; refusing to sign it",
+        ),
+        (
+            lambda: oa.base_string_uri("ftp://e.com/"),
+            ValueError,
+            "url: scheme must be http or https, not 'ftp'",
+        ),
+        (lambda: oa.base_string_uri("http:///x"), ValueError, "url: has no host"),
+        (
+            lambda: oa.base_string_uri("http://e.com:99999/"),
+            ValueError,
+            "url: port is not a number from 0 to 65535",
+        ),
+        (lambda: oa.percent_encode(1.5), TypeError, "percent_encode: expected str or bytes, but got 'float'"),
+        (
+            lambda: oa.signature("b", "s", signature_method=None),
+            TypeError,
+            "signature_method: expected str, but got 'NoneType'",
+        ),
+        (
+            lambda: oa.signature("b", "s", signature_method="HMAC-MD5"),
+            ValueError,
+            "signature_method: unsupported 'HMAC-MD5'; use one of HMAC-SHA1, HMAC-SHA256, PLAINTEXT",
+        ),
+        (
+            lambda: oa.signature("b", "s", signature_method="RSA-SHA1"),
+            ValueError,
+            "signature_method: RSA-SHA1 (RFC 5849 §3.4.3) needs an RSA key library, which is outside this "
+            "standard-library-only module; E*TRADE accepts HMAC-SHA1 only",
+        ),
+    ],
+)
+def test_core_error_messages(call, kind, message):
+    with pytest.raises(kind) as error:
+        call()
+    assert str(error.value) == message
