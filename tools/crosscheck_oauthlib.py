@@ -28,7 +28,7 @@ def pairs(raw):
 
 
 def query_params(url):
-    return signature.collect_parameters(uri_query=urlsplit(url).query, exclude_oauth_signature=False)
+    return signature.collect_parameters(uri_query=urlsplit(url).query)
 
 
 def oauthlib_answer(name, inp):
