@@ -583,12 +583,12 @@ def signature(
 _WS = r"[ \t\r\n\u00a0]"
 _LWS = _WS + "*"
 _TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]"  # RFC 7230 §3.2.6 tchar
-_SCHEME_RE = re.compile(_LWS + "OAuth(?:" + _WS + r"+|\Z)", re.IGNORECASE)
-_SEPARATOR_RE = re.compile(r"[ \t\r\n\u00a0,]*")
-_AUTH_PARAM_RE = re.compile(
-    f"({_TOKEN}+){_LWS}={_LWS}" + r'(?:"((?:[^"\\]|\\[\s\S])*)"|(' + _TOKEN + "*))" + _LWS
-)
-_QUOTED_PAIR_RE = re.compile(r"\\([\s\S])")
+# Compiled on first use (re caches them): signing never parses a header, so
+# `import oauth1_etrade` does not pay for these.
+_SCHEME = "(?i)" + _LWS + "OAuth(?:" + _WS + r"+|\Z)"
+_SEPARATOR = r"[ \t\r\n\u00a0,]*"
+_AUTH_PARAM = f"({_TOKEN}+){_LWS}={_LWS}" + r'(?:"((?:[^"\\]|\\[\s\S])*)"|(' + _TOKEN + "*))" + _LWS
+_QUOTED_PAIR = r"\\([\s\S])"
 
 
 def _quote_realm(realm: str) -> str:
@@ -657,16 +657,17 @@ def parse_authorization_header(value: str) -> dict[str, str]:
     {'realm': '', 'oauth_token': 'a/b='}
     """
     _require_str("Authorization header", value)
-    match = _SCHEME_RE.match(value)
+    match = re.match(_SCHEME, value)
     if not match:
         raise ValueError("Authorization header: the scheme is not 'OAuth'")
+    separator, auth_param = re.compile(_SEPARATOR), re.compile(_AUTH_PARAM)
     result: dict[str, str] = {}
     pos, end = match.end(), len(value)
     while True:
-        pos = _SEPARATOR_RE.match(value, pos).end()  # type: ignore[union-attr]
+        pos = separator.match(value, pos).end()  # type: ignore[union-attr]
         if pos == end:
             return result
-        param = _AUTH_PARAM_RE.match(value, pos)
+        param = auth_param.match(value, pos)
         if not param:
             raise ValueError(f"Authorization header: expected name=value at character {pos}")
         pos = param.end()
@@ -674,7 +675,7 @@ def parse_authorization_header(value: str) -> dict[str, str]:
             what = "an unterminated quoted value" if value[pos] == '"' else "a missing ','"
             raise ValueError(f"Authorization header: {what} at character {pos}")
         raw_name, quoted, bare = param.groups()
-        raw_value = bare if quoted is None else _QUOTED_PAIR_RE.sub(r"\1", quoted)
+        raw_value = bare if quoted is None else re.sub(_QUOTED_PAIR, r"\1", quoted)
         name = _decode_header_text(raw_name, raw_name)
         if name in result:
             raise ValueError(f"Authorization header: parameter {name!r} appears twice (RFC 5849 §3.1)")
