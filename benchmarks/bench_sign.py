@@ -256,26 +256,33 @@ def per_parameter(repeats):
     The cost per parameter is (t(n) - t(0)) / n: what n parameters add to
     signing the same request with none. Dividing the total by n instead would
     charge the fixed ~40 µs to the parameters and make small n look dearer;
-    both columns are printed.
+    both columns are printed. Sizes are interleaved in shuffled order within
+    each repeat, like the signers above, so that drift hits all of them alike;
+    each batch follows one untimed call, so every size is timed warm.
     """
     print("\ncost per query parameter (GET, n parameters; per param = (t(n) - t(0)) / n):")
-    samples = max(7, repeats // 5)
-
-    def median_time(url):
-        args = ("GET", url, None)
-        size = batch_size(ours, args, target=0.02)
-        return statistics.median(time_batch(ours, args, size) for _ in range(samples))
-
     base_url = "https://api.etrade.com/v1/x"
-    t0 = median_time(base_url)
-    print(f"  n=0      {t0 * 1e6:11.1f} µs total")
+    sizes = [0, 1, 10, 100, 1000, 10000]
+    args = {
+        n: ("GET", base_url + ("?" + "&".join(f"k{i}=v%20{i}" for i in range(n)) if n else ""), None)
+        for n in sizes
+    }
+    batch = {n: batch_size(ours, args[n], target=0.02) for n in sizes}
+    samples = {n: [] for n in sizes}
+    rnd = random.Random(2)
+    order = list(sizes)
+    for _ in range(max(7, repeats // 3)):
+        rnd.shuffle(order)
+        for n in order:
+            ours(*args[n])  # one untimed call first: a 10,000-parameter batch is only a few calls
+            samples[n].append(time_batch(ours, args[n], batch[n]))
+    totals = {n: statistics.median(samples[n]) for n in sizes}
+    print(f"  n=0      {totals[0] * 1e6:11.1f} µs total")
     costs = {}
-    for n in (1, 10, 100, 1000, 10000):
-        query = "&".join(f"k{i}=v%20{i}" for i in range(n))
-        total = median_time(f"{base_url}?{query}")
-        costs[n] = (total - t0) / n
+    for n in sizes[1:]:
+        costs[n] = (totals[n] - totals[0]) / n
         print(
-            f"  n={n:<6} {total * 1e6:11.1f} µs total  {total / n * 1e6:8.3f} µs total/n"
+            f"  n={n:<6} {totals[n] * 1e6:11.1f} µs total  {totals[n] / n * 1e6:8.3f} µs total/n"
             f"  {costs[n] * 1e6:7.3f} µs/param"
         )
     flat = max(costs[n] for n in (100, 1000, 10000)) / min(costs[n] for n in (100, 1000, 10000))
