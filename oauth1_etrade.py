@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import binascii
 import bisect
+import io
 import re
 import sys
 import time
@@ -46,6 +47,8 @@ __all__ = [
     "TimestampRefusedError",
     "ConsumerKeyError",
     "VerifierInvalidError",
+    "NonceUsedError",
+    "RateLimitError",
     "TransportError",
     "TokenFileError",
     # RFC 5849 core
@@ -99,12 +102,17 @@ _PATH_SAFE = "/%:@!$&'()*+,;=" + "-._~"
 # take any name TYPE_CHECKING as true), so the aliases live behind this flag.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import http.client
+    import socket
+    import ssl
     from typing import Union
 
     # A parameter is a name/value pair; values decoded from a query or form
     # body are bytes when not valid UTF-8 (they are signed as those bytes).
     Text = Union[str, bytes]
     Param = tuple[Text, Text]
+    # A kept-alive connection's (scheme, host, port).
+    Origin = tuple[str, str, int]
 
 
 # ---- Errors ----
@@ -143,7 +151,7 @@ class SignatureInvalidError(OAuthError):
 
 
 class TimestampRefusedError(OAuthError):
-    """The timestamp or nonce was refused (timestamp_refused, nonce_used), even after a retry."""
+    """The timestamp was refused (timestamp_refused), even after a retry with the server's clock."""
 
 
 class ConsumerKeyError(OAuthError):
@@ -152,6 +160,26 @@ class ConsumerKeyError(OAuthError):
 
 class VerifierInvalidError(OAuthError):
     """The verifier code is wrong or already used (verifier_invalid)."""
+
+
+class NonceUsedError(OAuthError):
+    """The provider saw this nonce before (nonce_used): a replayed request or a broken nonce source."""
+
+
+class RateLimitError(OAuthError):
+    """The provider answered 429 Too Many Requests; ``retry_after`` is the wait it asked for, in
+    seconds (from Retry-After, RFC 9110 §10.2.3), or None. Never retried automatically."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        problem: str | None = None,
+        retry_after: float | None = None,
+    ):
+        super().__init__(message, status=status, problem=problem)
+        self.retry_after = retry_after
 
 
 class TransportError(OAuthError):
@@ -864,7 +892,7 @@ _PROBLEM_ERRORS: Mapping[str, type[OAuthError]] = {
     "signature_invalid": SignatureInvalidError,
     "signature_method_rejected": SignatureInvalidError,
     "timestamp_refused": TimestampRefusedError,
-    "nonce_used": TimestampRefusedError,
+    "nonce_used": NonceUsedError,
     "consumer_key_unknown": ConsumerKeyError,
     "consumer_key_rejected": ConsumerKeyError,
     "consumer_key_refused": ConsumerKeyError,
@@ -877,9 +905,36 @@ _ADVICE: Mapping[type[OAuthError], str] = {
     TokenRejectedError: "log in again to get a new access token",
     SignatureInvalidError: "check the consumer secret and token secret",
     TimestampRefusedError: "check this machine's clock",
+    NonceUsedError: (
+        "the provider saw this nonce before: a replayed request, or a nonce source that repeats "
+        "(not a clock problem)"
+    ),
+    RateLimitError: "wait before calling again",
     ConsumerKeyError: "check the consumer key and the environment (sandbox or production)",
     VerifierInvalidError: "start the login again and use the new verifier code",
 }
+
+
+# Patterns for error bodies, compiled on first use (re caches them): the
+# module's import stays light for callers that only sign.
+_PROBLEM_PATTERN = r"oauth_problem=([A-Za-z_]+)"
+_XML_MESSAGE_PATTERN = r"(?i)<message>([^<]{0,500})</message>"
+_DETAIL_UNSAFE_PATTERN = r"[\x00-\x1f\x7f]+"
+
+
+_LOG_IN = "log in again (get_request_token, authorize_url, get_access_token)"
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    """Return text from a server as one short line: control characters become spaces."""
+    return re.sub(_DETAIL_UNSAFE_PATTERN, " ", text).strip()[:limit]
+
+
+def _logger_debug(message: str, *args: object) -> None:
+    """Log a DEBUG line on the "oauth1_etrade" logger (never a secret)."""
+    import logging  # noqa: PLC0415
+
+    logging.getLogger("oauth1_etrade").debug(message, *args)
 
 
 def _mask(value: str) -> str:
@@ -967,6 +1022,16 @@ class Token:
     def used_at(self, when: float) -> Token:
         """Return this token with ``last_used`` set to ``when``."""
         return Token(self.token, self.secret, self.issued_at, when)
+
+    def same_as(self, other: Token) -> bool:
+        """Return whether ``other`` is the same token (value and secret), however used since."""
+        return self.token == other.token and self.secret == other.secret
+
+    def newer_than(self, other: Token) -> bool:
+        """Return whether this is a later login than ``other``, or the same token used later."""
+        if self.same_as(other):
+            return self.last_used > other.last_used
+        return self.issued_at > other.issued_at
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Token):
@@ -1122,12 +1187,20 @@ class TokenStore:
             }
             self._write(tokens)
 
-    def delete(self, consumer_key: str, api_base: str) -> None:
-        """Forget the access token for this consumer key and API host."""
+    def delete(self, consumer_key: str, api_base: str, *, token: Token | None = None) -> None:
+        """Forget the access token for this consumer key and API host.
+
+        With ``token``, only if the saved one is that token: a revoke must not
+        delete a token another process saved since.
+        """
         with self._locked():
             tokens = self._read()
-            if tokens.pop(self._key(consumer_key, api_base), None) is not None:
-                self._write(tokens)
+            key = self._key(consumer_key, api_base)
+            entry = tokens.get(key)
+            if entry is None or token is not None and entry.get("token") != token.token:
+                return
+            del tokens[key]
+            self._write(tokens)
 
 
 class _FileLock:
@@ -1166,7 +1239,7 @@ class _suppress_os_error:
         return isinstance(value, OSError)
 
 
-# ---- E*TRADE: transport at the edge (urllib) ----
+# ---- E*TRADE: transport at the edge (http.client, kept alive) ----
 
 
 class Response:
@@ -1218,87 +1291,322 @@ def _check_base(label: str, url: str) -> str:
     return url.rstrip("/")
 
 
-def _send(
-    method: str, url: str, headers: Mapping[str, str], body: bytes | None, timeout: float, limit: int
-) -> Response:
-    """Send one request with urllib and return the response, whatever its status.
+def _display_url(url: str) -> str:
+    """Return the URL without its query, for messages."""
+    return url.partition("?")[0]
 
-    ``timeout`` bounds the connection, each read, and the whole body (a server
-    that drips bytes is cut off). Redirects are not followed: a signed request
-    is valid for its own URL only, and the Authorization header must not travel
-    to another host. Failures without a complete HTTP answer raise TransportError.
+
+#: Methods that may be sent a second time (RFC 9110 §9.2.2 idempotent, and
+#: safe): only these are resent when a kept-alive connection turns out dead.
+#: An order (POST, PUT, DELETE) is never sent twice.
+RESENDABLE_METHODS = frozenset({"GET", "HEAD"})
+
+#: Idle connections kept per host; more than this are closed when returned.
+MAX_IDLE_CONNECTIONS = 10
+
+
+class _StaleConnection(Exception):
+    """A reused connection failed before any byte of the answer came back."""
+
+
+class _TimedSocket:
+    """A connected socket as http.client sees it, every write and read bounded by one deadline.
+
+    http.client calls only ``sendall``, ``makefile`` and ``close`` on it. Each
+    exchange sets ``deadline``; before each send and each receive the socket's
+    timeout becomes the time left, so a peer that drips bytes cannot stretch
+    an exchange past its timeout (a plain socket timeout bounds each read).
     """
-    import http.client  # noqa: PLC0415
-    import logging  # noqa: PLC0415
-    import urllib.error  # noqa: PLC0415
-    import urllib.request  # noqa: PLC0415
 
-    class NoRedirect(urllib.request.HTTPRedirectHandler):
-        def redirect_request(self, *args: object, **kwargs: object) -> None:
-            return None
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.deadline = 0.0
+        #: bytes of the current answer received so far
+        self.received = 0
+        self.reader: _AnswerReader | None = None
 
-    opener = urllib.request.build_opener(NoRedirect())
-    # The URL's scheme was checked to be http(s) (_check_base, _split_url).
-    request = urllib.request.Request(url, data=body, headers=dict(headers), method=method)  # noqa: S310
-    log = logging.getLogger("oauth1_etrade")
-    where = f"{method} {_display_url(url)}"
-    deadline = time.monotonic() + timeout
-    try:
-        try:
-            with opener.open(request, timeout=timeout) as answer:
-                status, answer_headers = answer.status, answer.headers
-                data = _read_body(answer, limit, deadline, where)
-        except urllib.error.HTTPError as error:
-            status, answer_headers = error.code, error.headers
-            data = _read_body(error.fp, limit, deadline, where) if error.fp is not None else b""
-    except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        log.debug("%s %s -> no answer (%s)", method, url, type(exc).__name__)
-        raise TransportError(f"{where} failed: {_one_line(str(reason))}") from None
-    log.debug("%s %s -> %s (Authorization: OAuth <redacted>)", method, url, status)
-    if 300 <= status < 400:
-        target = urlsplit(answer_headers.get("Location", "")).hostname or "elsewhere"
-        raise TransportError(
-            f"{where} was redirected to {target}; signed requests are not followed", status=status
+    def time_left(self) -> float:
+        """Return the seconds left before the deadline, or raise TimeoutError."""
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("timed out")
+        return left
+
+    def sendall(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            self.sock.settimeout(self.time_left())
+            sent = self.sock.send(view[:65536])
+            view = view[sent:]
+
+    def makefile(self, mode: str) -> _AnswerReader:
+        self.reader = _AnswerReader(_TimedReads(self))
+        return self.reader
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def dropped(self) -> bool:
+        """Return whether an idle connection was closed by the peer (or sent something unasked).
+
+        As urllib3's is_connection_dropped: an idle kept-alive socket that
+        polls readable holds either EOF or bytes nobody asked for.
+        """
+        import select  # noqa: PLC0415
+
+        if getattr(self.sock, "pending", lambda: 0)():
+            return True
+        if hasattr(select, "poll"):
+            poller = select.poll()
+            poller.register(self.sock, select.POLLIN)
+            return bool(poller.poll(0))
+        return bool(select.select([self.sock], [], [], 0)[0])
+
+
+class _TimedReads(io.RawIOBase):
+    """The raw reads of an answer: each bounded by the deadline and counted."""
+
+    def __init__(self, timed: _TimedSocket):
+        super().__init__()
+        self._timed = timed
+        # makefile's SocketIO defers closing the socket until it is closed too,
+        # so an answer can be read after http.client closed its connection.
+        self._file = timed.sock.makefile("rb", buffering=0)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        self._timed.sock.settimeout(self._timed.time_left())
+        count: int = self._file.readinto(buffer) or 0
+        self._timed.received += count
+        return count
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+class _AnswerReader(io.BufferedReader):
+    """The buffered answer stream; remembers a line cut short by the end of the stream.
+
+    NOTE: http.client's header parser takes the end of the stream as the end
+    of the headers, so "HTTP/1.1 200 OK\\r\\nContent-Type: appl" and a closed
+    connection would read as a complete, empty 200. A line without its LF is
+    how that shows: the caller refuses such an answer.
+    """
+
+    cut = False
+
+    def readline(self, size: int | None = -1) -> bytes:
+        line = super().readline(-1 if size is None else size)
+        if not line.endswith(b"\n"):
+            self.cut = True
+        return line
+
+
+def _checked_ssl_context(context: object) -> ssl.SSLContext | None:
+    """Return ``context`` if it verifies certificates and host names, else raise (None passes).
+
+    TLS verification cannot be switched off: a context that skips it is refused.
+    """
+    if context is None:
+        return None
+    import ssl  # noqa: PLC0415
+
+    if not isinstance(context, ssl.SSLContext):
+        raise TypeError(f"ssl_context: expected ssl.SSLContext, but got {type(context).__name__!r}")
+    if context.verify_mode != ssl.CERT_REQUIRED or not context.check_hostname:
+        raise ValueError(
+            "ssl_context: must verify certificates and host names (CERT_REQUIRED, check_hostname); "
+            "TLS verification cannot be switched off"
         )
-    return Response(status, answer_headers, data, url)
+    return context
 
 
-def _read_body(stream: object, limit: int, deadline: float, where: str) -> bytes:
-    """Return a response body read in pieces: at most ``limit`` bytes, complete, before ``deadline``."""
-    read = getattr(stream, "read1", None) or stream.read  # type: ignore[attr-defined]
+def _timed(connection: http.client.HTTPConnection) -> _TimedSocket:
+    """Return the _TimedSocket a pooled connection was given."""
+    return connection.sock  # type: ignore[return-value]
+
+
+class _Pool:
+    """Kept-alive HTTP/1.1 connections, shared by every thread of one session.
+
+    As urllib3's connection pool: one lock guards a stack of idle connections
+    per (scheme, host, port); a thread takes one (or opens a new one), uses it
+    for one exchange alone, and gives it back when the answer was read whole.
+    So N threads calling at once use N connections, and one thread calling in
+    sequence uses one. An idle connection is checked for having been closed
+    by the server before it is reused. The TLS context is made once, on first
+    use, unless one was given.
+    """
+
+    def __init__(self, ssl_context: ssl.SSLContext | None = None):
+        import threading  # noqa: PLC0415
+
+        self._lock = threading.Lock()
+        self._ssl_context = ssl_context
+        self._idle: dict[Origin, list[http.client.HTTPConnection]] = {}
+        self._open: set[http.client.HTTPConnection] = set()
+
+    def context(self) -> ssl.SSLContext:
+        """Return the TLS context: the one given, else one default context made on first use."""
+        with self._lock:
+            if self._ssl_context is None:
+                import ssl  # noqa: PLC0415
+
+                self._ssl_context = ssl.create_default_context()
+            return self._ssl_context
+
+    def take(self, origin: Origin, deadline: float, fresh: bool) -> tuple[http.client.HTTPConnection, bool]:
+        """Return (connection, reused): an idle one still open (unless ``fresh``), else a new one."""
+        with self._lock:
+            idle = [] if fresh else self._idle.get(origin, [])
+            while idle:
+                connection = idle.pop()
+                if not _timed(connection).dropped():
+                    return connection, True
+                self._open.discard(connection)
+                connection.close()
+        connection = self._connect(origin, deadline)
+        with self._lock:
+            self._open.add(connection)
+        return connection, False
+
+    def _connect(self, origin: Origin, deadline: float) -> http.client.HTTPConnection:
+        import http.client  # noqa: PLC0415
+        import socket  # noqa: PLC0415
+
+        scheme, host, port = origin
+        left = max(deadline - time.monotonic(), 0.001)
+        sock = socket.create_connection((host, port), timeout=left)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if scheme == "https":
+                sock.settimeout(max(deadline - time.monotonic(), 0.001))
+                sock = self.context().wrap_socket(sock, server_hostname=host)
+        except BaseException:
+            sock.close()
+            raise
+        connection = http.client.HTTPConnection(host, port)
+        connection.default_port = DEFAULT_PORTS[scheme]  # Host: carries the port only when not default
+        connection.auto_open = 0  # never let http.client reconnect by itself (it knows no TLS here)
+        connection.sock = _TimedSocket(sock)
+        return connection
+
+    def give_back(self, origin: Origin, connection: http.client.HTTPConnection) -> None:
+        """Keep a connection whose answer was read whole for the next exchange."""
+        with self._lock:
+            if connection in self._open and connection.sock is not None:
+                idle = self._idle.setdefault(origin, [])
+                if len(idle) < MAX_IDLE_CONNECTIONS:
+                    idle.append(connection)
+                    return
+            self._open.discard(connection)
+        connection.close()
+
+    def discard(self, connection: http.client.HTTPConnection) -> None:
+        """Close a connection that failed or was cut."""
+        with self._lock:
+            self._open.discard(connection)
+        connection.close()
+
+    def close(self) -> None:
+        """Close every connection, idle or in use by any thread."""
+        with self._lock:
+            connections, self._open, self._idle = list(self._open), set(), {}
+        for connection in connections:
+            with _suppress_os_error():
+                connection.close()
+
+    def send(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        timeout: float,
+        limit: int,
+        *,
+        fresh: bool = False,
+    ) -> Response:
+        """Send one request on a kept-alive connection and return the answer, whatever its status.
+
+        ``timeout`` bounds the whole exchange: connect, TLS, send, status line,
+        headers and body. Redirects are not followed: a signed request is
+        valid for its own URL only, and the Authorization header must not
+        travel to another host. A reused connection that fails before any byte
+        of the answer raises _StaleConnection (the caller decides whether the
+        request may be sent again); other failures without a complete HTTP
+        answer raise TransportError. ``fresh`` opens a new connection.
+        """
+        import http.client  # noqa: PLC0415
+
+        parts = urlsplit(url)
+        origin = (parts.scheme, parts.hostname or "", parts.port or DEFAULT_PORTS[parts.scheme])
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        where = f"{method} {_display_url(url)}"
+        deadline = time.monotonic() + timeout
+        connection, reused = None, False
+        try:
+            connection, reused = self.take(origin, deadline, fresh)
+            timed = _timed(connection)
+            timed.deadline, timed.received = deadline, 0
+            connection.request(method, target, body=body, headers=dict(headers))
+            answer = connection.getresponse()
+            if timed.reader is not None and timed.reader.cut:
+                raise TransportError(f"{where}: the answer was cut off in its headers{_maybe_sent(method)}")
+            data = _read_body(answer, limit, where)
+        except (OSError, http.client.HTTPException, ValueError, TransportError) as exc:
+            if connection is not None:
+                self.discard(connection)
+            if reused and timed.received == 0 and not isinstance(exc, (TimeoutError, TransportError)):
+                raise _StaleConnection(where) from None
+            if isinstance(exc, TransportError):
+                raise
+            _logger_debug("%s %s -> no answer (%s)", method, url, type(exc).__name__)
+            reason = (
+                f"timed out: no complete answer within the timeout ({timeout:g} s)"
+                if isinstance(exc, TimeoutError) or "timed out" in str(exc)
+                else _one_line(str(exc) or type(exc).__name__)
+            )
+            raise TransportError(f"{where} failed: {reason}{_maybe_sent(method)}") from None
+        self.give_back(origin, connection)
+        _logger_debug("%s %s -> %s (Authorization: OAuth <redacted>)", method, url, answer.status)
+        if 300 <= answer.status < 400:
+            target_host = urlsplit(answer.msg.get("Location", "")).hostname or "elsewhere"
+            raise TransportError(
+                f"{where} was redirected to {target_host}; signed requests are not followed",
+                status=answer.status,
+            )
+        return Response(answer.status, answer.msg, data, url)  # type: ignore[arg-type]  # a Message reads as a mapping
+
+
+def _maybe_sent(method: str) -> str:
+    """Return the warning for a failed request that must not be sent again, or ""."""
+    if method in RESENDABLE_METHODS:
+        return ""
+    return f"; the {method} may or may not have reached the server, and it was not sent again"
+
+
+def _read_body(answer: object, limit: int, where: str) -> bytes:
+    """Return a response body read in pieces: at most ``limit`` bytes, and complete."""
     chunks: list[bytes] = []
     size = 0
     while True:
-        if time.monotonic() > deadline:
-            raise TransportError(f"{where}: the answer did not arrive within the timeout")
-        chunk = read(65536)
+        chunk = answer.read1(65536)  # type: ignore[attr-defined]
         if not chunk:
             break
         size += len(chunk)
         if size > limit:
             raise TransportError(f"{where}: the answer is larger than {limit} bytes; refused")
         chunks.append(chunk)
-    if getattr(stream, "length", None):  # Content-Length promised more than came
+    if getattr(answer, "length", None):  # Content-Length promised more than came
         raise TransportError(f"{where}: the answer was cut short")
+    # read1 leaves a drained Content-Length answer open; http.client must see it
+    # closed before the connection carries the next request.
+    answer.close()  # type: ignore[attr-defined]
     return b"".join(chunks)
-
-
-def _display_url(url: str) -> str:
-    """Return the URL without its query, for messages."""
-    return url.partition("?")[0]
-
-
-# Patterns for error bodies, compiled on first use (re caches them): the
-# module's import stays light for callers that only sign.
-_PROBLEM_PATTERN = r"oauth_problem=([A-Za-z_]+)"
-_XML_MESSAGE_PATTERN = r"(?i)<message>([^<]{0,500})</message>"
-_DETAIL_UNSAFE_PATTERN = r"[\x00-\x1f\x7f]+"
-
-
-def _one_line(text: str, limit: int = 200) -> str:
-    """Return text from a server as one short line: control characters become spaces."""
-    return re.sub(_DETAIL_UNSAFE_PATTERN, " ", text).strip()[:limit]
 
 
 def _problem_and_detail(response: Response) -> tuple[str | None, str | None]:
@@ -1324,7 +1632,7 @@ def _problem_and_detail(response: Response) -> tuple[str | None, str | None]:
 def _error_from(response: Response, action: str) -> OAuthError:
     """Return the OAuthError for a non-2xx answer: the class from oauth_problem, advice in the message."""
     problem, detail = _problem_and_detail(response)
-    kind = _PROBLEM_ERRORS.get(problem or "", OAuthError)
+    kind = RateLimitError if response.status == 429 else _PROBLEM_ERRORS.get(problem or "", OAuthError)
     message = f"{action}: E*TRADE answered HTTP {response.status}"
     if problem:
         message += f" ({problem})"
@@ -1332,7 +1640,32 @@ def _error_from(response: Response, action: str) -> OAuthError:
         message += f": {detail}"
     if kind in _ADVICE:
         message += f"; {_ADVICE[kind]}"
+    if kind is RateLimitError:
+        retry_after = _retry_after(response.headers)
+        if retry_after is not None:
+            message += f" (Retry-After: {retry_after:g} s)"
+        return RateLimitError(message, status=response.status, problem=problem, retry_after=retry_after)
     return kind(message, status=response.status, problem=problem)
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """Return Retry-After in seconds: delay-seconds or an HTTP-date (RFC 9110 §10.2.3), else None.
+
+    A date is measured against the answer's own Date header when it has one,
+    so this machine's clock skew does not enter.
+    """
+    value = (headers.get("Retry-After") or "").strip()
+    if value.isdigit():
+        return float(value)
+    import email.utils  # noqa: PLC0415
+
+    try:
+        when = email.utils.parsedate_to_datetime(value).timestamp()
+        date = headers.get("Date")
+        now = email.utils.parsedate_to_datetime(date).timestamp() if date else time.time()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return max(0.0, when - now)
 
 
 def _parse_token_response(response: Response, action: str) -> dict[str, str]:
@@ -1409,7 +1742,11 @@ class ETradeSession:
         store: TokenStore | None = None,
         token_issued_at: float | None = None,
         trace: Callable[[str, str, str, Response], None] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ):
+        import threading  # noqa: PLC0415
+        import weakref  # noqa: PLC0415
+
         _require_texts(("consumer_key", "consumer_secret"), (consumer_key, consumer_secret), required=2)
         if not consumer_key or not consumer_secret:
             raise ValueError("consumer_key and consumer_secret must not be empty")
@@ -1433,6 +1770,16 @@ class ETradeSession:
         self._request_token: Token | None = None
         self.callback_confirmed = False
         self._access_token: Token | None = None
+        # Short critical sections only (token, clock offset); never held during I/O.
+        self._lock = threading.Lock()
+        # Held during the one renew that other threads must wait for.
+        self._renew_lock = threading.Lock()
+        self._renews_done = 0
+        self._renew_error: OAuthError | None = None
+        self._pool = _Pool(_checked_ssl_context(ssl_context))
+        # Closes the connections when the session is collected (or at exit); the
+        # pool holds no reference to the session, so collection can happen.
+        self._finalizer = weakref.finalize(self, self._pool.close)
         if token is not None and token_secret is not None:
             now = self._clock()
             issued = now if token_issued_at is None else token_issued_at
@@ -1478,33 +1825,97 @@ class ETradeSession:
         }
 
     def _usable_access_token(self) -> Token:
-        """Return the access token, renewed first when idle; raise if there is none or it expired."""
-        token = self._access_token
+        """Return the access token, renewed first when idle; raise if there is none or it expired.
+
+        Before saying "log in again" the token store is read once more: another
+        process may have logged in or renewed since this session loaded it.
+        """
+        token = self._access_token or self._stored_replacement(None)
         if token is None:
             raise OAuthError(
                 "no access token: log in first (get_request_token, authorize_url, get_access_token)"
             )
         now = self._clock()
         if now >= access_token_expiry(token.issued_at):
-            raise TokenExpiredError(
-                "the access token expired at midnight US Eastern (E*TRADE: Get Access Token); log in again"
-            )
+            token = self._stored_replacement(token) or token
+            if now >= access_token_expiry(token.issued_at):
+                raise TokenExpiredError(
+                    f"the access token expired at midnight US Eastern (E*TRADE: Get Access Token); {_LOG_IN}"
+                )
         if now - token.last_used >= IDLE_LIMIT:
             if not self.auto_renew:
                 raise TokenInactiveError(
                     "the access token is inactive after 2 idle hours; call renew_access_token() first"
                 )
-            self.renew_access_token()
-            return self._access_token or token
+            return self._renew_once(token)
         return token
 
+    def _renew_once(self, token: Token) -> Token:
+        """Renew an idle token once for all threads; return the token to use.
+
+        The first thread renews while holding the renew lock; threads that
+        waited for it take its outcome: the renewed token, or a copy of its
+        error. No other lock is held during the network call.
+        """
+        import copy  # noqa: PLC0415
+
+        renews_seen = self._renews_done
+        with self._renew_lock:
+            if self._renews_done != renews_seen:  # another thread renewed (or failed) meanwhile
+                if self._renew_error is not None:
+                    raise copy.copy(self._renew_error)
+            current = self._access_token
+            if current is not None and (
+                not current.same_as(token) or self._clock() - current.last_used < IDLE_LIMIT
+            ):
+                return current  # replaced (login, load) or renewed by another thread
+            stored = self._stored_replacement(token)
+            if stored is not None and self._clock() - stored.last_used < IDLE_LIMIT:
+                return stored  # another process renewed or logged in
+            error: OAuthError | None = None
+            try:
+                self._renew(token)
+            except OAuthError as exc:
+                error = exc
+                raise
+            finally:
+                self._renew_error = error
+                self._renews_done += 1
+            return self._access_token or token
+
+    def _stored_replacement(self, token: Token | None) -> Token | None:
+        """Return a newer access token another process saved in the store, now the session's; or None.
+
+        Newer: another token issued later (a login), or the same token used
+        later (a renew or a call).
+        """
+        if self.store is None:
+            return None
+        stored = self.store.load(self.consumer_key, self.api_base)
+        if stored is None or token is not None and not stored.newer_than(token):
+            return None
+        with self._lock:
+            current = self._access_token
+            if current is None or token is None or current.same_as(token) or stored.newer_than(current):
+                self._access_token = stored
+        return stored
+
     def _touch(self, token: Token) -> None:
-        """Record that ``token`` was just used successfully."""
-        self._access_token = token.used_at(self._clock())
+        """Record that ``token`` was just used, if it is still the session's token.
+
+        A request that finishes after a revoke or a login must not bring its
+        old token back.
+        """
+        now = self._clock()
+        with self._lock:
+            current = self._access_token
+            if current is not None and current.same_as(token) and now > current.last_used:
+                self._access_token = current.used_at(now)
 
     def _save(self) -> None:
-        if self.store is not None and self._access_token is not None:
-            self.store.save(self.consumer_key, self.api_base, self._access_token)
+        token = self._access_token
+        if self.store is not None and token is not None:
+            self.store.save(self.consumer_key, self.api_base, token)
 
     # -- signing and sending --
 
@@ -1515,6 +1926,7 @@ class ETradeSession:
         token: Token | None,
         body: bytes | None,
         content_type: str | None,
+        offset: float,
         **extra: str,
     ) -> str:
         return sign_request(
@@ -1526,7 +1938,7 @@ class ETradeSession:
             token_secret=token.secret if token else "",
             body=body,
             content_type=content_type,
-            timestamp=make_timestamp(self.clock_offset, now=self._clock()),
+            timestamp=make_timestamp(offset, now=self._clock()),
             **extra,
         )
 
@@ -1542,25 +1954,71 @@ class ETradeSession:
         limit: int = MAX_TOKEN_RESPONSE,
         **extra: str,
     ) -> Response:
-        """Sign and send; on timestamp_refused adjust the clock offset and retry once."""
+        """Sign and send; make at most two exchanges.
+
+        The second exchange is either a GET or HEAD re-signed and resent on a
+        new connection because its kept-alive one was found dead before any
+        answer, or a retry after timestamp_refused with the server's clock
+        offset. Nothing else is ever sent twice.
+        """
         headers = dict(headers or {})
         content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), None)
-        for attempt in (1, 2):
-            headers["Authorization"] = self._authorization(method, url, token, body, content_type, **extra)
-            response = _send(method, url, headers, body, self.timeout, limit)
+        second = False
+        while True:
+            offset = self.clock_offset
+            headers["Authorization"] = self._authorization(
+                method, url, token, body, content_type, offset, **extra
+            )
+            try:
+                response = self._pool.send(method, url, headers, body, self.timeout, limit, fresh=second)
+            except _StaleConnection as stale:
+                if second or method not in RESENDABLE_METHODS:
+                    raise TransportError(
+                        f"{stale} failed: the server closed the kept-alive connection{_maybe_sent(method)}"
+                    ) from None
+                _logger_debug("%s: kept-alive connection closed by the server; resending once", stale)
+                second = True
+                continue
             if self.trace is not None:
                 self.trace(method, url, headers["Authorization"], response)
             if 200 <= response.status < 300:
                 return response
             error = _error_from(response, action)
-            if error.problem == "timestamp_refused" and attempt == 1:
-                offset = _clock_offset(response, self._clock())
-                if offset is not None:
-                    self.clock_offset = offset
-                    _logger_debug("timestamp refused; retrying with a clock offset of %.0f s", offset)
-                    continue
+            if error.problem == "timestamp_refused" and not second and self._learn_offset(response, offset):
+                second = True
+                continue
             raise error
-        raise AssertionError("unreachable")
+
+    def _learn_offset(self, response: Response, offset_used: float) -> bool:
+        """Take the server's clock offset from a timestamp_refused answer; return whether to retry.
+
+        Threads refused at the same time learn one offset: a thread that signed
+        with an offset someone has since replaced retries with the new one.
+        """
+        with self._lock:
+            if self.clock_offset != offset_used:
+                return True
+            offset = _clock_offset(response, self._clock())
+            if offset is None:
+                return False
+            self.clock_offset = offset
+        _logger_debug("timestamp refused; retrying with a clock offset of %.0f s", offset)
+        return True
+
+    # -- connections --
+
+    def close(self) -> None:
+        """Close every kept-alive connection, whichever thread opened it.
+
+        The session stays usable: a later call opens a new connection.
+        """
+        self._pool.close()
+
+    def __enter__(self) -> ETradeSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- the OAuth flow (E*TRADE: Authorization API) --
 
@@ -1607,22 +2065,30 @@ class ETradeSession:
         response = self._call("GET", url, "access token", token=request_token, verifier=verifier)
         fields = _parse_token_response(response, "access token")
         self._request_token = None
-        self._access_token = Token(fields["oauth_token"], fields["oauth_token_secret"], self._clock())
+        token = Token(fields["oauth_token"], fields["oauth_token_secret"], self._clock())
+        with self._lock:
+            self._access_token = token
         self._save()
-        return self._access_token.token, self._access_token.secret
+        return token.token, token.secret
 
     def renew_access_token(self) -> None:
         """Re-activate the access token after 2 idle hours (E*TRADE: Renew Access Token).
 
         An expired token (past midnight US Eastern) cannot be renewed: that
-        raises TokenExpiredError without a network call.
+        raises TokenExpiredError without a network call. Threads share one
+        renew (see _renew_once for the automatic one).
         """
-        token = self._access_token
+        token = self._access_token or self._stored_replacement(None)
         if token is None:
             raise OAuthError("no access token to renew: log in first")
+        with self._renew_lock:
+            self._renew(token)
+
+    def _renew(self, token: Token) -> None:
+        """Send Renew Access Token for ``token``, then mark it used and save it."""
         if self._clock() >= access_token_expiry(token.issued_at):
             raise TokenExpiredError(
-                "the access token expired at midnight US Eastern; renew cannot help: log in again"
+                f"the access token expired at midnight US Eastern; renew cannot help: {_LOG_IN}"
             )
         self._call(
             "GET", self.oauth_base + _OAUTH_PATHS["renew_access_token"], "renew access token", token=token
@@ -1638,9 +2104,11 @@ class ETradeSession:
         self._call(
             "GET", self.oauth_base + _OAUTH_PATHS["revoke_access_token"], "revoke access token", token=token
         )
-        self._access_token = None
+        with self._lock:
+            if self._access_token is not None and self._access_token.same_as(token):
+                self._access_token = None
         if self.store is not None:
-            self.store.delete(self.consumer_key, self.api_base)
+            self.store.delete(self.consumer_key, self.api_base, token=token)
 
     # -- API calls --
 
@@ -1671,10 +2139,20 @@ class ETradeSession:
             _reject_controls("header name", _require_str("header name", name))
         data = self._body_bytes(body, json, headers)
         token = self._usable_access_token()
-        response = self._call(
-            method.upper(), url, f"{method.upper()} {_display_url(url)}",
-            token=token, body=data, headers=headers, limit=MAX_API_RESPONSE,
-        )  # fmt: skip
+        try:
+            response = self._call(
+                method.upper(), url, f"{method.upper()} {_display_url(url)}",
+                token=token, body=data, headers=headers, limit=MAX_API_RESPONSE,
+            )  # fmt: skip
+        except (TokenExpiredError, TokenRejectedError) as refused:
+            if self._stored_replacement(token) is None:
+                raise
+            raise type(refused)(
+                f"{refused}. Another process has since saved a newer access token, "
+                "which this session now uses: call again",
+                status=refused.status,
+                problem=refused.problem,
+            ) from None
         self._touch(token)
         return response
 
@@ -1724,12 +2202,6 @@ class ETradeSession:
         """Return an OAuth1Auth signing with this session's access token (for requests, httpx, urllib)."""
         token = self._usable_access_token()
         return OAuth1Auth(self.consumer_key, self._consumer_secret, token.token, token.secret)
-
-
-def _logger_debug(message: str, *args: object) -> None:
-    import logging  # noqa: PLC0415
-
-    logging.getLogger("oauth1_etrade").debug(message, *args)
 
 
 def _verifier_from(verifier: str) -> str:

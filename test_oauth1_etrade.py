@@ -1148,6 +1148,317 @@ def test_header_injection_in_request_is_refused(recorder):
     assert recorder.seen == []
 
 
+# Keep-alive, deadlines, resends, 429: a loopback HTTP/1.1 server that keeps
+# connections open, counts them, and misbehaves when its plan says so.
+
+
+class KeepAliveHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def setup(self):
+        super().setup()
+        with self.server.lock:
+            self.server.connections += 1
+
+    def do_any(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        with self.server.lock:
+            self.server.seen.append((self.command, self.path, dict(self.headers), body))
+            step = self.server.plan.pop(0) if self.server.plan else "ok"
+        if step == "hang up":  # read the request, close without a byte of answer
+            self.close_connection = True
+            return
+        status, headers, payload = (200, {}, b"{}") if isinstance(step, str) else step
+        self.send_response_only(status)  # no automatic Date: a test may send its own
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+        if step == "ok, then close quietly":  # no Connection: close; the client must notice
+            self.close_connection = True
+
+    do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_any
+
+    def log_message(self, *args):
+        pass
+
+
+@contextlib.contextmanager
+def keep_alive_server(tls_context=None):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), KeepAliveHandler)
+    server.daemon_threads = True
+    server.lock = threading.Lock()
+    server.connections, server.seen, server.plan = 0, [], []
+    if tls_context is not None:
+        server.socket = tls_context.wrap_socket(server.socket, server_side=True)
+    scheme = "https" if tls_context is not None else "http"
+    server.base = f"{scheme}://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def keep_alive_session(server, **kwargs):
+    return oa.ETradeSession("k", "s", token="t", token_secret="ts", api_base=server.base, **kwargs)
+
+
+def nonce_of(seen_request):
+    return oa.parse_authorization_header(seen_request[2]["Authorization"])["oauth_nonce"]
+
+
+def signed_as_sent(server, seen_request):
+    method, path, headers, body = seen_request
+    return oa.verify_request(
+        method, server.base + path, headers["Authorization"], consumer_secret="s", token_secret="ts"
+    )
+
+
+def test_keep_alive_one_connection_for_many_calls():
+    with keep_alive_server() as server, keep_alive_session(server) as session:
+        for i in range(50):
+            assert session.get("/v1/x", params={"i": str(i)}).status == 200
+        session.request("POST", "/v1/orders/preview", body={"qty": "1"})
+        session.request("HEAD", "/v1/x")
+        assert server.connections == 1 and len(server.seen) == 52
+        assert all(signed_as_sent(server, seen) for seen in server.seen if seen[0] == "GET")
+
+
+def test_a_connection_the_server_closed_while_idle_is_replaced():
+    with keep_alive_server() as server, keep_alive_session(server) as session:
+        server.plan = ["ok, then close quietly"] * 5
+        for _ in range(5):
+            assert session.get("/v1/x").status == 200
+            time.sleep(0.05)  # the server's FIN arrives while the connection is idle
+        assert server.connections == 5 and len(server.seen) == 5  # nothing failed, nothing resent
+
+
+def test_get_on_a_dead_kept_alive_connection_is_resent_once_with_a_new_nonce():
+    with keep_alive_server() as server, keep_alive_session(server) as session:
+        assert session.get("/v1/x").status == 200
+        server.plan = ["hang up"]  # reads the next request and closes without answering
+        assert session.get("/v1/quote").status == 200
+        first, second = server.seen[1:]
+        assert first[1] == second[1] == "/v1/quote"
+        assert nonce_of(first) != nonce_of(second)
+        assert signed_as_sent(server, first) and signed_as_sent(server, second)
+        assert server.connections == 2
+
+
+def test_get_resent_at_most_once():
+    with keep_alive_server() as server, keep_alive_session(server) as session:
+        session.get("/v1/x")
+        server.plan = ["hang up", "hang up"]
+        with pytest.raises(oa.TransportError, match="closed"):
+            session.get("/v1/x")
+        assert len(server.seen) == 3  # the first call, then the GET twice: never a third time
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH"])
+def test_an_order_is_never_sent_twice(method):
+    with keep_alive_server() as server, keep_alive_session(server) as session:
+        session.get("/v1/x")
+        server.plan = ["hang up"]
+        with pytest.raises(oa.TransportError, match="may or may not have reached the server") as error:
+            session.request(method, "/v1/accounts/k/orders/place", body={"qty": "100"})
+        assert "\n" not in str(error.value)
+        sent = [seen for seen in server.seen if seen[0] == method]
+        assert len(sent) == 1  # the server saw the order once, and the client did not resend it
+
+
+class DripServer:
+    """A raw server that answers the status line and headers one byte every ``pause`` seconds."""
+
+    def __init__(self, answer: bytes, pause: float):
+        self.answer, self.pause = answer, pause
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.stop = threading.Event()
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    @property
+    def base(self):
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+
+    def serve(self):
+        try:
+            conn, _ = self.sock.accept()
+        except OSError:
+            return
+        with conn:
+            conn.recv(65536)
+            for byte in self.answer:
+                if self.stop.wait(self.pause):
+                    return
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:
+                    return
+
+    def close(self):
+        self.stop.set()
+        self.sock.close()
+
+
+def test_dripped_status_line_and_headers_are_bounded_by_the_timeout():
+    answer = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+    server = DripServer(answer, pause=0.5)
+    try:
+        session = oa.ETradeSession("k", "s", token="t", token_secret="ts", api_base=server.base, timeout=2)
+        started = time.monotonic()
+        with pytest.raises(oa.TransportError, match="timed out"):
+            session.get("/v1/x")
+        elapsed = time.monotonic() - started
+        assert elapsed < 2 + 1, elapsed  # the issue's bound: timeout + 1 s (it dripped for 20 s before)
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [b"HTTP/1.1 200 OK\r\nContent-Type: appl", b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"],
+    ids=["in a header line", "between header lines"],
+)
+def test_an_answer_cut_off_in_its_headers_is_a_transport_error(answer):
+    server = DripServer(answer, pause=0)
+    try:
+        session = oa.ETradeSession("k", "s", token="t", token_secret="ts", api_base=server.base, timeout=5)
+        with pytest.raises(oa.TransportError, match="cut off in its headers"):
+            session.get("/v1/x")
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize(
+    "retry_after, date, expected",
+    [
+        ("120", None, 120.0),
+        ("Mon, 23 Nov 2026 14:02:30 GMT", "Mon, 23 Nov 2026 14:00:00 GMT", 150.0),
+        ("soon", None, None),
+        (None, None, None),
+    ],
+)
+def test_429_is_a_rate_limit_error_with_retry_after(retry_after, date, expected):
+    headers = {k: v for k, v in (("Retry-After", retry_after), ("Date", date)) if v is not None}
+    with keep_alive_server() as server, keep_alive_session(server) as session:
+        server.plan = [(429, headers, b"Too Many Requests")]
+        with pytest.raises(oa.RateLimitError) as error:
+            session.get("/v1/market/quote/GOOG")
+        assert isinstance(error.value, oa.OAuthError) and error.value.status == 429
+        assert error.value.retry_after == expected
+        assert len(server.seen) == 1  # not retried
+
+
+def test_close_and_context_manager_close_every_connection():
+    with keep_alive_server() as server:
+        session = keep_alive_session(server)
+        barrier = threading.Barrier(3)
+        results = []
+
+        def call():
+            barrier.wait()
+            results.append(session.get("/v1/x").status)
+
+        threads = [threading.Thread(target=call) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        idle = list(session._pool._open)
+        assert results == [200] * 3 and idle
+        session.close()
+        assert all(connection.sock is None for connection in idle)
+        assert session.get("/v1/x").status == 200  # still usable: a new connection
+        with session:
+            pass
+        assert not session._pool._open
+
+
+GC_SCRIPT = """
+import gc, sys, oauth1_etrade as oa
+session = oa.ETradeSession("k", "s", token="t", token_secret="ts", api_base=sys.argv[1])
+session.get("/v1/x")
+del session
+gc.collect()
+print("collected")
+"""
+
+
+def test_connections_are_closed_when_the_session_is_collected_with_no_resource_warning():
+    with keep_alive_server() as server:
+        done = subprocess.run(
+            [sys.executable, "-X", "dev", "-W", "error::ResourceWarning", "-c", GC_SCRIPT, server.base],
+            capture_output=True, text=True, timeout=60, cwd=HERE,
+        )
+    assert done.returncode == 0 and done.stdout.strip() == "collected", done.stderr
+    assert "ResourceWarning" not in done.stderr and done.stderr == ""
+
+
+@pytest.fixture(scope="module")
+def test_ca(tmp_path_factory):
+    """A test CA and a certificate it signed for 127.0.0.1 and localhost (made with openssl)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test CA")
+    folder = tmp_path_factory.mktemp("ca")
+
+    def openssl(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=folder)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=oauth1_etrade test CA",
+            "-days", "2", "-keyout", "ca.key", "-out", "ca.pem")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+            "-keyout", "server.key", "-out", "server.csr")
+    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-days", "2", "-extfile", "san.ext", "-out", "server.pem")
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(folder / "server.pem", folder / "server.key")
+    client_context = ssl.create_default_context(cafile=str(folder / "ca.pem"))
+    return server_context, client_context
+
+
+def test_ssl_context_is_used_for_every_https_connection(test_ca):
+    server_context, client_context = test_ca
+    with keep_alive_server(server_context) as server:
+        with keep_alive_session(server, ssl_context=client_context) as session:
+            for _ in range(20):
+                assert session.get("/v1/x").status == 200
+        assert server.connections == 1  # one TLS handshake for 20 calls
+        with keep_alive_session(server) as default:  # the system CAs do not know the test CA
+            with pytest.raises(oa.TransportError, match="CERTIFICATE_VERIFY_FAILED|verify failed"):
+                default.get("/v1/x")
+            context = default._pool.context()
+            assert context is default._pool.context()  # made once, on first use
+
+
+def test_eight_threads_share_one_session():
+    with keep_alive_server() as server, keep_alive_session(server) as session:
+        barrier = threading.Barrier(8)
+        statuses, errors = [], []
+
+        def worker(n):
+            barrier.wait()
+            try:
+                for i in range(25):
+                    statuses.append(session.get("/v1/x", params={"t": str(n), "i": str(i)}).status)
+            except Exception as exc:  # collected and asserted below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == [] and statuses == [200] * 200
+        nonces = [nonce_of(seen) for seen in server.seen]
+        assert len(set(nonces)) == 200
+        assert all(signed_as_sent(server, seen) for seen in server.seen)
+        assert 1 <= server.connections <= 8
+
+
 # ---- E*TRADE: adapters ----
 
 
@@ -2090,7 +2401,14 @@ def test_tls_is_verified_and_cannot_be_switched_off(tmp_path):
         server.shutdown()
         server.server_close()
     parameters = inspect.signature(oa.ETradeSession).parameters
-    assert not any(word in name for name in parameters for word in ("verify", "ssl", "insecure", "context"))
+    assert not any(word in name for name in parameters for word in ("verify", "insecure", "unsafe"))
+    unverified = ssl.create_default_context()
+    unverified.check_hostname = False
+    unverified.verify_mode = ssl.CERT_NONE
+    with pytest.raises(ValueError, match="cannot be switched off"):
+        oa.ETradeSession("k", "s", ssl_context=unverified)
+    with pytest.raises(TypeError, match="ssl_context"):
+        oa.ETradeSession("k", "s", ssl_context="/etc/ssl/certs")
 
 
 # ---- Hardening: the token file ----
