@@ -1075,9 +1075,11 @@ class TokenStore:
     0600, flushed and fsynced, then renamed over the old file, so a reader
     sees the old file or the new one, never half of one; on POSIX a lock file
     beside it serializes read-modify-write, so two processes saving at once
-    lose neither entry. A file that is not ours to read (corrupt JSON, wrong
-    shape) raises TokenFileError naming it and is never overwritten. A file
-    readable by group or others gets a warning.
+    lose neither entry. Temporary files that a killed process left behind
+    (".tokens.json.*.tmp" beside tokens.json) are removed by the next save. A
+    file that is not ours to read (corrupt JSON, wrong shape) raises
+    TokenFileError naming it and is never overwritten. A file readable by
+    group or others gets a warning.
     """
 
     FORMAT = "oauth1_etrade tokens"
@@ -1139,15 +1141,40 @@ class TokenStore:
         """Return a context manager holding this store's lock file (POSIX; no-op elsewhere)."""
         return _FileLock(self.path + ".lock")
 
-    def _write(self, tokens: dict[str, dict[str, object]]) -> None:
+    def _temporary_prefix(self) -> str:
+        """Return the name prefix of this store's temporary files: ".tokens.json." for tokens.json."""
+        import os  # noqa: PLC0415
+
+        return f".{os.path.basename(self.path)}."
+
+    def _remove_leftovers(self, directory: str, locked: bool) -> None:
+        """Delete temporary files that interrupted saves (a killed process) left behind.
+
+        They hold token secrets. Saves run one at a time under the lock file,
+        so while this save holds it every such file is a leftover; without a
+        lock (no fcntl), only files older than an hour are taken as such.
+        """
+        import os  # noqa: PLC0415
+
+        prefix = self._temporary_prefix()
+        cutoff = time.time() - 3600
+        for name in os.listdir(directory):
+            if name.startswith(prefix) and name.endswith(".tmp"):
+                path = os.path.join(directory, name)
+                with _suppress_os_error():
+                    if locked or os.stat(path).st_mtime < cutoff:
+                        os.unlink(path)
+
+    def _write(self, tokens: dict[str, dict[str, object]], locked: bool) -> None:
         import json  # noqa: PLC0415
         import os  # noqa: PLC0415
         import tempfile  # noqa: PLC0415
 
         directory = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(directory, mode=0o700, exist_ok=True)
+        self._remove_leftovers(directory, locked)
         text = json.dumps({"format": self.FORMAT, "version": 1, "tokens": tokens}, indent=2, sort_keys=True)
-        fd, temporary = tempfile.mkstemp(dir=directory, prefix=".tokens-", suffix=".tmp")
+        fd, temporary = tempfile.mkstemp(dir=directory, prefix=self._temporary_prefix(), suffix=".tmp")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as file:
                 file.write(text + "\n")
@@ -1177,7 +1204,7 @@ class TokenStore:
 
     def save(self, consumer_key: str, api_base: str, token: Token) -> None:
         """Save the access token for this consumer key and API host."""
-        with self._locked():
+        with self._locked() as locked:
             tokens = self._read()
             tokens[self._key(consumer_key, api_base)] = {
                 "token": token.token,
@@ -1185,7 +1212,7 @@ class TokenStore:
                 "issued_at": token.issued_at,
                 "last_used": token.last_used,
             }
-            self._write(tokens)
+            self._write(tokens, locked)
 
     def delete(self, consumer_key: str, api_base: str, *, token: Token | None = None) -> None:
         """Forget the access token for this consumer key and API host.
@@ -1193,14 +1220,14 @@ class TokenStore:
         With ``token``, only if the saved one is that token: a revoke must not
         delete a token another process saved since.
         """
-        with self._locked():
+        with self._locked() as locked:
             tokens = self._read()
             key = self._key(consumer_key, api_base)
             entry = tokens.get(key)
             if entry is None or token is not None and entry.get("token") != token.token:
                 return
             del tokens[key]
-            self._write(tokens)
+            self._write(tokens, locked)
 
 
 class _FileLock:
@@ -1210,16 +1237,18 @@ class _FileLock:
         self.path = path
         self._fd: int | None = None
 
-    def __enter__(self) -> None:
+    def __enter__(self) -> bool:
+        """Take the lock; return whether there is one (False where fcntl is missing)."""
         import os  # noqa: PLC0415
 
         try:
             import fcntl  # noqa: PLC0415
         except ImportError:
-            return
+            return False
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), mode=0o700, exist_ok=True)
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         fcntl.flock(self._fd, fcntl.LOCK_EX)
+        return True
 
     def __exit__(self, *exc: object) -> None:
         import os  # noqa: PLC0415

@@ -974,6 +974,198 @@ def test_token_response_without_tokens_is_an_oauth_error():
         oa._parse_token_response(oa.Response(200, {}, b"hello"), "access token")
 
 
+# ---- E*TRADE: threads and processes sharing a session ----
+
+
+def run_threads(count, target):
+    """Start ``count`` threads on target(i) behind one barrier; return (results, errors)."""
+    barrier = threading.Barrier(count)
+    results, errors = [None] * count, [None] * count
+
+    def run(i):
+        barrier.wait()
+        try:
+            results[i] = target(i)
+        except Exception as exc:  # collected for the assertions
+            errors[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return results, errors
+
+
+def hold_the_renew_until(session, entered, count):
+    """Make the renew's exchange wait until ``count`` threads entered _renew_once."""
+    original = session._renew_once
+
+    def counting(token):
+        with entered["lock"]:
+            entered["n"] += 1
+        return original(token)
+
+    def trace(method, url, authorization, response):
+        if "renew_access_token" in url:
+            deadline = time.monotonic() + 10
+            while entered["n"] < count and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(0.2)  # the last ones reach the renew lock
+
+    session._renew_once = counting
+    session.trace = trace
+
+
+def test_idle_renew_happens_once_for_32_threads(emulator, clock):
+    session = new_session(emulator, clock)
+    login(session)
+    clock.advance(2 * 3600 + 60)  # 2 h 1 min idle
+    entered = {"n": 0, "lock": threading.Lock()}
+    hold_the_renew_until(session, entered, 32)
+    before = len(emulator.log)
+    results, errors = run_threads(32, lambda i: session.get("/v1/accounts/list.json").status)
+    assert errors == [None] * 32 and results == [200] * 32
+    renews = [line for line in emulator.log[before:] if "renew_access_token" in line]
+    assert renews == ["GET /oauth/renew_access_token -> 200"]  # figure: renew requests seen = 1
+
+
+def test_a_failed_renew_is_each_waiting_threads_error(emulator, clock):
+    session = new_session(emulator, clock)
+    login(session)
+    with emulator._lock:  # the provider forgets the token: the renew will be refused
+        emulator._access_tokens.clear()
+    clock.advance(2 * 3600 + 60)
+    entered = {"n": 0, "lock": threading.Lock()}
+    hold_the_renew_until(session, entered, 8)
+    before = len(emulator.log)
+    _, errors = run_threads(8, lambda i: session.get("/v1/accounts/list.json"))
+    assert all(isinstance(e, oa.TokenRejectedError) and e.problem == "token_rejected" for e in errors), errors
+    assert sum("renew_access_token" in line for line in emulator.log[before:]) == 1
+    # a later call tries again rather than repeating an old failure
+    before = len(emulator.log)
+    with pytest.raises(oa.TokenRejectedError):
+        session.get("/v1/accounts/list.json")
+    assert sum("renew_access_token" in line for line in emulator.log[before:]) == 1
+
+
+def test_a_request_in_flight_never_brings_back_a_revoked_token(emulator, clock):
+    session = new_session(emulator, clock)
+    login(session)
+    old = session.access_token
+    in_flight, release = threading.Event(), threading.Event()
+
+    def trace(method, url, authorization, response):
+        if threading.current_thread().name == "slow" and "/v1/" in url:
+            in_flight.set()
+            release.wait(10)  # the answer came; the request has not finished yet
+
+    session.trace = trace
+    slow = threading.Thread(target=lambda: session.get("/v1/accounts/list.json"), name="slow")
+    slow.start()
+    assert in_flight.wait(10)
+    session.revoke_access_token()
+    login(session)
+    new = session.access_token
+    release.set()
+    slow.join(10)
+    assert session.access_token.same_as(new) and not session.access_token.same_as(old)  # figure: the new one
+    assert session.get("/v1/accounts/list.json").status == 200  # no token_revoked
+
+
+def test_clock_skew_costs_at_most_one_refusal_per_thread_and_none_after(emulator, clock):
+    skew = {"seconds": 0.0}
+    emulator.clock = lambda: clock() + skew["seconds"]
+    login(new_session(emulator, clock))
+    token = next(iter(emulator._access_tokens))
+    secret = emulator._access_tokens[token]["secret"]
+    skew["seconds"] = 600.0  # the server's clock is 10 minutes ahead
+    session = new_session(emulator, clock, token=token, token_secret=secret)
+
+    def refusals(start):
+        return sum(line.endswith("-> 401") for line in emulator.log[start:])
+
+    start = len(emulator.log)
+    results, errors = run_threads(16, lambda i: session.get("/v1/accounts/list.json").status)
+    first_wave = refusals(start)
+    assert errors == [None] * 16 and results == [200] * 16
+    assert 1 <= first_wave <= 16  # figure: refused round trips for 16 threads <= 16
+    assert abs(session.clock_offset - 600) <= 2
+    start = len(emulator.log)
+    results, errors = run_threads(16, lambda i: session.get("/v1/accounts/list.json").status)
+    assert results == [200] * 16 and refusals(start) == 0  # figure: 0 for the second wave
+
+
+def test_nonce_used_says_replay_not_clock(recorder):
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    recorder.script = [(401, form, b"oauth_problem=nonce_used")]
+    with pytest.raises(oa.NonceUsedError) as error:
+        recorder_session(recorder).get("/v1/x")
+    message = str(error.value)
+    assert "saw this nonce before" in message and "clock" not in message.replace("not a clock", "")
+    assert not isinstance(error.value, oa.TimestampRefusedError) and error.value.problem == "nonce_used"
+    assert len(recorder.seen) == 1
+
+
+def test_a_renew_by_another_process_is_used_not_repeated(emulator, clock, tmp_path):
+    store = oa.TokenStore(str(tmp_path / "tokens.json"))
+    first = new_session(emulator, clock, store=store)
+    login(first)
+    second = new_session(emulator, clock, store=oa.TokenStore(store.path))  # another process, same file
+    assert second.access_token.same_as(first.access_token)
+    clock.advance(2 * 3600 + 60)
+    first.renew_access_token()
+    before = len(emulator.log)
+    assert second.get("/v1/accounts/list.json").status == 200
+    assert emulator.log[before:] == ["GET /v1/accounts/list.json -> 200"]  # no second renew
+
+
+def test_a_login_by_another_process_is_used_instead_of_log_in_again(emulator, clock, tmp_path):
+    store = oa.TokenStore(str(tmp_path / "tokens.json"))
+    stale = new_session(emulator, clock, store=store)
+    login(stale)
+    clock.advance(24 * 3600)  # past midnight US Eastern: the token expired
+    fresh = new_session(emulator, clock, store=oa.TokenStore(store.path))
+    login(fresh)
+    assert stale.get("/v1/accounts/list.json").status == 200  # it took the other process's token
+    assert stale.access_token.same_as(fresh.access_token)
+    # a token the server refuses is replaced from the store for the next call
+    clock.advance(60)
+    third = new_session(emulator, clock, store=oa.TokenStore(store.path))
+    login(third)
+    with emulator._lock:
+        del emulator._access_tokens[fresh.access_token.token]  # revoked at the provider
+    with pytest.raises(oa.TokenRejectedError, match="newer access token"):
+        fresh.get("/v1/accounts/list.json")  # a GET was refused: it is not sent again by itself
+    assert fresh.access_token.same_as(third.access_token)
+    assert fresh.get("/v1/accounts/list.json").status == 200
+
+
+KILLED_SAVER = """
+import os, signal, sys, oauth1_etrade as oa
+store = oa.TokenStore(sys.argv[1])
+os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL)  # killed half-way through the save
+store.save("k", "https://api.etrade.com", oa.Token("new", "new-secret-" + sys.argv[2], 2.0))
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="kill -9 and the lock file are POSIX")
+def test_temporary_files_of_killed_saves_are_removed_by_the_next_save(tmp_path):
+    path = tmp_path / "tokens.json"
+    store = oa.TokenStore(str(path))
+    store.save("k", "https://api.etrade.com", oa.Token("old", "old-secret", 1.0))
+    for i in range(20):
+        done = subprocess.run([sys.executable, "-c", KILLED_SAVER, str(path), str(i)], cwd=HERE, timeout=60)
+        assert done.returncode == -9
+        leftovers = [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+        # each killed save first removed the one before it: never more than one left
+        assert len(leftovers) == 1 and f"new-secret-{i}".encode() in leftovers[0].read_bytes()
+    assert store.load("k", "https://api.etrade.com").token == "old"  # the file itself never broke
+    store.save("k2", "https://api.etrade.com", oa.Token("t", "s", 3.0))
+    assert [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []  # figure: 0 after the next save
+    assert store.load("k", "https://api.etrade.com").token == "old"
+
+
 # ---- E*TRADE: token store ----
 
 
@@ -2448,7 +2640,7 @@ def test_a_save_interrupted_part_way_leaves_the_previous_file(tmp_path, monkeypa
     with pytest.raises(OSError, match="power cut"):
         store.save("k", "https://api.etrade.com", oa.Token("new", "new-secret", 2.0))
     assert path.read_bytes() == before
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tokens-")]
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
 def test_a_token_file_open_to_others_gets_a_warning(tmp_path):

@@ -278,8 +278,8 @@ def run(label: str, port: int, server_port: int, folder: pathlib.Path, calls: in
         handshakes = after["connections"].get(name, 0) - before["connections"].get(name, 0)
         print(f"  {name:<14} {median:8.3f} ms/call   {ratio:5.2f}x requests   "
               f"TCP/TLS handshakes for the whole run: {handshakes}")
-    refused = after["refused"] - before["refused"]
-    print(f"  signatures verified by the server: {after['verified'] - before['verified']}, refused: {refused}")
+    verified, refused = (after[k] - before[k] for k in ("verified", "refused"))
+    print(f"  signatures verified by the server: {verified}, refused: {refused}")
     medians["handshakes"] = after["connections"].get("oauth1_etrade", 0) - before["connections"].get(
         "oauth1_etrade", 0
     )
@@ -301,10 +301,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as name:
         folder = pathlib.Path(name)
         make_test_ca(folder)
-        server = subprocess.Popen([sys.executable, __file__, "--serve", name], stdout=subprocess.PIPE, text=True)
+        command = [sys.executable, __file__, "--serve", name]
+        server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
         try:
             server_port, proxy_port = map(int, server.stdout.readline().split())
-            print(f"Python {platform.python_implementation()} {platform.python_version()} on {platform.machine()}; "
+            python = f"{platform.python_implementation()} {platform.python_version()} on {platform.machine()}"
+            print(f"Python {python}; "
                   f"oauth1_etrade {oa.__version__}, requests {requests.__version__}, "
                   f"requests-oauthlib {requests_oauthlib.__version__}, httpx {httpx.__version__}; "
                   f"{ssl.OPENSSL_VERSION}")
