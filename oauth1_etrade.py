@@ -1752,6 +1752,19 @@ class ETradeSession:
     ``store`` (a TokenStore) loads and saves the access token; ``trace`` is
     called with (method, url, Authorization header, Response) after each
     exchange, to watch the protocol (the header holds no secret).
+
+    Transport: HTTP/1.1 on http.client, connections kept alive in a pool that
+    all threads of the session share (see _Pool); ``ssl_context`` is used for
+    every HTTPS connection (default: one ssl.create_default_context(), made
+    on first use; verification cannot be switched off). ``timeout`` bounds
+    each whole exchange. ``close()``, or ``with``, closes the connections.
+
+    Threads: one session may be shared by any number of threads. The idle
+    renew happens once (the others wait for it), a finishing request never
+    brings back a token that a login or revoke replaced, and threads refused
+    for clock skew learn one offset. No lock is held during network I/O but
+    the renew's. Processes sharing a TokenStore: before renewing, and before
+    "log in again", the session reads the store for a newer token.
     """
 
     def __init__(
