@@ -20,7 +20,9 @@ References:
     RFC 5849, The OAuth 1.0 Protocol: https://www.rfc-editor.org/rfc/rfc5849
     E*TRADE authorization API: https://apisb.etrade.com/docs/api/authorization/get_access_token.html
 
-Licence: MIT.
+Copyright (c) 2026 the oauth1_etrade developers.
+Licence: MIT (the LICENSE file of the repository; https://opensource.org/license/mit).
+Keep these two lines in a vendored copy.
 """
 
 from __future__ import annotations
@@ -1570,6 +1572,7 @@ class _Pool:
         answer raise TransportError. ``fresh`` opens a new connection.
         """
         import http.client  # noqa: PLC0415
+        import socket  # noqa: PLC0415
 
         parts = urlsplit(url)
         origin = (parts.scheme, parts.hostname or "", parts.port or DEFAULT_PORTS[parts.scheme])
@@ -1589,14 +1592,16 @@ class _Pool:
         except (OSError, http.client.HTTPException, ValueError, TransportError) as exc:
             if connection is not None:
                 self.discard(connection)
-            if reused and timed.received == 0 and not isinstance(exc, (TimeoutError, TransportError)):
+            # socket.timeout is TimeoutError from Python 3.10 on; a distinct class in 3.9.
+            timed_out = isinstance(exc, (TimeoutError, socket.timeout))
+            if reused and timed.received == 0 and not timed_out and not isinstance(exc, TransportError):
                 raise _StaleConnection(where) from None
             if isinstance(exc, TransportError):
                 raise
             _logger_debug("%s %s -> no answer (%s)", method, url, type(exc).__name__)
             reason = (
                 f"timed out: no complete answer within the timeout ({timeout:g} s)"
-                if isinstance(exc, TimeoutError) or "timed out" in str(exc)
+                if timed_out
                 else _one_line(str(exc) or type(exc).__name__)
             )
             raise TransportError(f"{where} failed: {reason}{_maybe_sent(method)}") from None
