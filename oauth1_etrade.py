@@ -42,6 +42,7 @@ __version__ = "0.1.0"
 __all__ = [
     # errors
     "OAuthError",
+    "LoginRequiredError",
     "TokenExpiredError",
     "TokenInactiveError",
     "TokenRejectedError",
@@ -105,9 +106,11 @@ _PATH_SAFE = "/%:@!$&'()*+,;=" + "-._~"
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import http.client
+    import http.server
+    import queue
     import socket
     import ssl
-    from typing import Union
+    from typing import NoReturn, Union
 
     # A parameter is a name/value pair; values decoded from a query or form
     # body are bytes when not valid UTF-8 (they are signed as those bytes).
@@ -134,7 +137,12 @@ class OAuthError(Exception):
         self.problem = problem
 
 
-class TokenExpiredError(OAuthError):
+class LoginRequiredError(OAuthError):
+    """Only a new login in a browser helps: there is no access token, or it expired, or the
+    provider rejected or revoked it. The command line exits 3 for it."""
+
+
+class TokenExpiredError(LoginRequiredError):
     """The token is past its lifetime: an access token at midnight US Eastern, a
     request token after 5 minutes (E*TRADE: Get Access Token). Log in again."""
 
@@ -144,7 +152,7 @@ class TokenInactiveError(OAuthError):
     (E*TRADE: Get Access Token, "Token lifespan")."""
 
 
-class TokenRejectedError(OAuthError):
+class TokenRejectedError(LoginRequiredError):
     """The provider rejected or revoked the token (token_rejected, token_revoked). Log in again."""
 
 
@@ -883,6 +891,11 @@ _OAUTH_PATHS = {
     "revoke_access_token": "/oauth/revoke_access_token",
 }
 
+# What to do when only a login helps, in the library's words; the command line
+# says "run: oauth1_etrade login" instead.
+_LOG_IN = "log in again (get_request_token, authorize_url, get_access_token)"
+_LOG_IN_FIRST = "log in first (get_request_token, authorize_url, get_access_token)"
+
 # oauth_problem -> the error a user can act on (OAuth problem reporting names,
 # as E*TRADE sends them; NOTES.md "Errors").
 _PROBLEM_ERRORS: Mapping[str, type[OAuthError]] = {
@@ -902,9 +915,9 @@ _PROBLEM_ERRORS: Mapping[str, type[OAuthError]] = {
 }
 
 _ADVICE: Mapping[type[OAuthError], str] = {
-    TokenExpiredError: "log in again to get a new access token",
+    TokenExpiredError: _LOG_IN,
     TokenInactiveError: "renew the access token (renew_access_token)",
-    TokenRejectedError: "log in again to get a new access token",
+    TokenRejectedError: _LOG_IN,
     SignatureInvalidError: "check the consumer secret and token secret",
     TimestampRefusedError: "check this machine's clock",
     NonceUsedError: (
@@ -922,9 +935,6 @@ _ADVICE: Mapping[type[OAuthError], str] = {
 _PROBLEM_PATTERN = r"oauth_problem=([A-Za-z_]+)"
 _XML_MESSAGE_PATTERN = r"(?i)<message>([^<]{0,500})</message>"
 _DETAIL_UNSAFE_PATTERN = r"[\x00-\x1f\x7f]+"
-
-
-_LOG_IN = "log in again (get_request_token, authorize_url, get_access_token)"
 
 
 def _one_line(text: str, limit: int = 200) -> str:
@@ -1663,11 +1673,17 @@ def _problem_and_detail(response: Response) -> tuple[str | None, str | None]:
     return problem, _one_line(detail) if detail else None
 
 
+def _who_answered(url: str) -> str:
+    """Return "E*TRADE" for E*TRADE's hosts, else "the server" (an emulator, a proxy)."""
+    host = urlsplit(url).hostname or ""
+    return "E*TRADE" if host == "etrade.com" or host.endswith(".etrade.com") else "the server"
+
+
 def _error_from(response: Response, action: str) -> OAuthError:
     """Return the OAuthError for a non-2xx answer: the class from oauth_problem, advice in the message."""
     problem, detail = _problem_and_detail(response)
     kind = RateLimitError if response.status == 429 else _PROBLEM_ERRORS.get(problem or "", OAuthError)
-    message = f"{action}: E*TRADE answered HTTP {response.status}"
+    message = f"{action}: {_who_answered(response.url)} answered HTTP {response.status}"
     if problem:
         message += f" ({problem})"
     if detail and (problem is None or problem not in detail):
@@ -1711,7 +1727,9 @@ def _parse_token_response(response: Response, action: str) -> dict[str, str]:
     token, secret = fields.get("oauth_token"), fields.get("oauth_token_secret")
     if not isinstance(token, str) or not isinstance(secret, str) or not token or not secret:
         raise OAuthError(
-            f"{action}: E*TRADE's answer has no oauth_token and oauth_token_secret", status=response.status
+            f"{action}: the answer of {_who_answered(response.url)} has no oauth_token and "
+            "oauth_token_secret",
+            status=response.status,
         )
     return {k: v for k, v in fields.items() if isinstance(k, str) and isinstance(v, str)}
 
@@ -1850,8 +1868,18 @@ class ETradeSession:
 
     @property
     def request_token(self) -> Token | None:
-        """The pending request token, or None."""
+        """The pending request token, or None.
+
+        Settable, to finish in one process a login another one started (it
+        lives 5 minutes from ``issued_at``: E*TRADE, Get Request Token).
+        """
         return self._request_token
+
+    @request_token.setter
+    def request_token(self, token: Token | None) -> None:
+        if token is not None and not isinstance(token, Token):
+            raise TypeError(f"request_token: expected Token or None, but got {type(token).__name__!r}")
+        self._request_token = token
 
     def token_status(self) -> dict[str, object]:
         """Return the access token's age, idle time, expiry and whether a renew is due."""
@@ -1879,9 +1907,7 @@ class ETradeSession:
         """
         token = self._access_token or self._stored_replacement(None)
         if token is None:
-            raise OAuthError(
-                "no access token: log in first (get_request_token, authorize_url, get_access_token)"
-            )
+            raise LoginRequiredError(f"no access token: {_LOG_IN_FIRST}")
         now = self._clock()
         if now >= access_token_expiry(token.issued_at):
             token = self._stored_replacement(token) or token
@@ -2127,7 +2153,7 @@ class ETradeSession:
         """
         token = self._access_token or self._stored_replacement(None)
         if token is None:
-            raise OAuthError("no access token to renew: log in first")
+            raise LoginRequiredError(f"no access token to renew: {_LOG_IN_FIRST}")
         with self._renew_lock:
             self._renew(token)
 
@@ -2251,12 +2277,22 @@ class ETradeSession:
         return OAuth1Auth(self.consumer_key, self._consumer_secret, token.token, token.secret)
 
 
+def _callback_query(text: str) -> list[Param] | None:
+    """Return the query pairs of a callback URL, a "/path?query", or text holding
+    "oauth_verifier="; None for anything else (a bare verifier code)."""
+    if "://" in text or "?" in text:
+        return _parse_form(urlsplit(text).query)
+    if "oauth_verifier=" in text:
+        return _parse_form(text)
+    return None
+
+
 def _verifier_from(verifier: str) -> str:
     """Return the verifier code, taken from a pasted callback URL when given one."""
     verifier = _require_str("verifier", verifier).strip()
-    if "://" in verifier or verifier.startswith("?") or "oauth_verifier=" in verifier:
-        query = urlsplit(verifier).query if "://" in verifier else verifier.lstrip("?")
-        found = [v for n, v in _parse_form(query) if n == "oauth_verifier" and isinstance(v, str)]
+    query = _callback_query(verifier)
+    if query is not None:
+        found = [v for n, v in query if n == "oauth_verifier" and isinstance(v, str)]
         if not found:
             raise ValueError("verifier: the URL has no oauth_verifier parameter")
         verifier = found[0]
@@ -2484,7 +2520,7 @@ class Emulator:
 
         self.consumer_key = consumer_key
         self.consumer_secret = consumer_secret or _random_token()
-        self.callback_url = callback_url
+        self.callback_url = None if callback_url is None else _check_callback_url(callback_url)
         self.clock = clock or time.time
         self.application = application
         self._port = port
@@ -2516,11 +2552,23 @@ class Emulator:
         import http.server  # noqa: PLC0415
         import threading  # noqa: PLC0415
 
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", self._port), _emulator_handler(self))
-        server.daemon_threads = True
+        class Server(http.server.ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request: object, client_address: object) -> None:
+                # A client that hangs up or sends garbage is a log line, not a traceback.
+                _logger_debug("emulator: connection from %s failed: %s", client_address, sys.exc_info()[1])
+
+        server = Server(("127.0.0.1", self._port), _emulator_handler(self))
         self._port = server.server_address[1]
         self._server = server
-        threading.Thread(target=server.serve_forever, name="oauth1_etrade-emulator", daemon=True).start()
+        # A short poll: stop() returns within 50 ms instead of the default 0.5 s
+        # (most of the demo's time), for 20 idle wake-ups a second while serving.
+        serve = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="oauth1_etrade-emulator"
+        )
+        serve.daemon = True
+        serve.start()
         return self
 
     def stop(self) -> None:
@@ -2675,6 +2723,37 @@ class Emulator:
         raise _Refusal(404, "parameter_rejected")
 
 
+def _check_callback_url(url: str) -> str:
+    """Return ``url`` if it is an absolute http(s) URL with a host and no control characters or spaces."""
+    _require_str("callback_url", url)
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or re.search(r"[\x00-\x20\x7f]", url):
+        raise ValueError(
+            "callback_url: expected an absolute http(s) URL without spaces or control characters, "
+            f"not {_one_line(url, 80)!r}"
+        )
+    return url
+
+
+def _page_headers(callback_url: str | None) -> dict[str, str]:
+    """Return the security headers of the emulator's HTML pages (the authorize page and its results).
+
+    No framing (clickjacking on Approve), no caching, nothing loaded from
+    elsewhere. NOTE: form-action also governs where the form's answer may
+    redirect, so the registered callback's origin must be listed beside
+    'self', or browsers block Approve's redirect to it.
+    """
+    form_action = "'self'"
+    if callback_url is not None:
+        parts = urlsplit(callback_url)
+        form_action += f" {parts.scheme}://{parts.netloc}"
+    policy = (
+        "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; "
+        f"frame-ancestors 'none'; form-action {form_action}"
+    )
+    return {"X-Frame-Options": "DENY", "Content-Security-Policy": policy, "Cache-Control": "no-store"}
+
+
 _AUTHORIZE_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>E*TRADE authorization (emulated)</title></head>
 <body><h1>Authorize {application}?</h1>
@@ -2687,8 +2766,9 @@ _AUTHORIZE_PAGE = """<!doctype html>
 </form></body></html>
 """
 
+# A page with one heading and one paragraph: the emulator's results and the login listener's answers.
 _RESULT_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>E*TRADE authorization (emulated)</title></head>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title></head>
 <body><h1>{title}</h1><p>{text}</p></body></html>
 """
 
@@ -2707,7 +2787,9 @@ def _emulator_handler(emulator: Emulator) -> type:
 
         def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
             status = getattr(code, "value", code)  # an HTTPStatus, or "-"
-            emulator.log.append(f"{self.command} {urlsplit(self.path).path} -> {status}")
+            # A request line that did not parse leaves command and path unset.
+            command, path = getattr(self, "command", None) or "-", getattr(self, "path", "") or ""
+            emulator.log.append(f"{command} {urlsplit(path).path} -> {status}")
 
         def date_time_string(self, timestamp: float | None = None) -> str:
             # The Date header follows the emulator's clock (for clock-skew tests).
@@ -2720,6 +2802,9 @@ def _emulator_handler(emulator: Emulator) -> type:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
+            if content_type.startswith("text/html"):
+                for name, value in _page_headers(emulator.callback_url).items():
+                    self.send_header(name, value)
             for name, value in extra.items():
                 self.send_header(name, value)
             self.end_headers()
@@ -2767,8 +2852,7 @@ def _emulator_handler(emulator: Emulator) -> type:
             with emulator._lock:
                 record = emulator._request_tokens.get(token) if isinstance(token, str) else None
             if key != emulator.consumer_key or record is None or record["state"] != "pending":
-                page = _RESULT_PAGE.format(title="Invalid request", text="Unknown key or request token.")
-                self._send_body(400, page, "text/html; charset=utf-8")
+                self._result(400, "Invalid request", "Unknown key or request token.")
                 return
             page = _AUTHORIZE_PAGE.format(
                 application=html.escape(emulator.application),
@@ -2781,22 +2865,20 @@ def _emulator_handler(emulator: Emulator) -> type:
             if urlsplit(self.path).path != "/e/t/etws/authorize":
                 self._not_allowed()
                 return
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > 65536:
-                self._send_body(413, "too large", "text/plain")
+            length = self.headers.get("Content-Length") or "0"
+            if not length.isdigit() or int(length) > 65536:
+                self._send_body(413, "a form of at most 65536 bytes, with its Content-Length", "text/plain")
                 return
-            form = dict(_parse_form(self.rfile.read(length).decode("utf-8", errors="replace")))
+            form = dict(_parse_form(self.rfile.read(int(length)).decode("utf-8", errors="replace")))
             key, token = str(form.get("key", "")), str(form.get("token", ""))
             try:
                 with emulator._lock:
                     verifier = emulator.authorize(key, token, form.get("decision") == "approve")
             except _Refusal:
-                page = _RESULT_PAGE.format(title="Invalid request", text="Unknown or expired request token.")
-                self._send_body(400, page, "text/html; charset=utf-8")
+                self._result(400, "Invalid request", "Unknown or expired request token.")
                 return
             if verifier is None:
-                page = _RESULT_PAGE.format(title="Access denied", text="You denied the application access.")
-                self._send_body(200, page, "text/html; charset=utf-8")
+                self._result(200, "Access denied", "You denied the application access.")
             elif emulator.callback_url:
                 joiner = "&" if "?" in emulator.callback_url else "?"
                 query = f"oauth_verifier={verifier}&oauth_token={percent_encode(token)}"
@@ -2806,8 +2888,11 @@ def _emulator_handler(emulator: Emulator) -> type:
                 text = (
                     f'Enter this verification code in the application: <code id="verifier">{verifier}</code>'
                 )
-                page = _RESULT_PAGE.format(title="Authorization complete", text=text)
-                self._send_body(200, page, "text/html; charset=utf-8")
+                self._result(200, "Authorization complete", text)
+
+        def _result(self, status: int, title: str, text: str) -> None:
+            page = _RESULT_PAGE.format(title=f"E*TRADE (emulated): {title}", text=text)
+            self._send_body(status, page, "text/html; charset=utf-8")
 
         def _not_allowed(self) -> None:
             self._refuse(_Refusal(405, "parameter_rejected"))
@@ -2918,8 +3003,40 @@ def _selftest() -> int:
     return 0
 
 
+#: The command line's exit statuses (README, "The command line"; also in --help).
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_LOGIN_NEEDED = 0, 1, 2, 3
+
+_EXIT_HELP = """exit status: 0 success; 1 failure; 2 usage error; 3 a browser login is needed
+(status: no token or an expired one; get and renew: no token, or the server says it
+expired, was revoked or rejected; login --finish: the login expired), so that
+`oauth1_etrade renew || notify-me` works from cron.
+environment: ETRADE_CONSUMER_KEY, ETRADE_CONSUMER_SECRET, ETRADE_TOKEN_FILE,
+ETRADE_API_BASE (e.g. the URL `serve` prints), ETRADE_SANDBOX=1."""
+
+#: "Only a login helps", in the command line's words.
+_RUN_LOGIN = "run: oauth1_etrade login"
+
+
 class _CliError(Exception):
-    """An expected failure of a command: printed as one line, exit status 1."""
+    """An expected failure of a command: printed as one line; exit status ``status``."""
+
+    def __init__(self, message: str, status: int = EXIT_FAILURE):
+        super().__init__(message)
+        self.status = status
+
+
+def _cli_words(error: BaseException) -> str:
+    """Return an error's message with the library's advice put as commands to run."""
+    text = str(error)
+    for library, command in (
+        (_LOG_IN, _RUN_LOGIN),
+        (_LOG_IN_FIRST, _RUN_LOGIN),
+        ("call renew_access_token() first", "run: oauth1_etrade renew"),
+        ("renew the access token (renew_access_token)", "run: oauth1_etrade renew"),
+        ("call get_request_token() first", _RUN_LOGIN),
+    ):
+        text = text.replace(library, command)
+    return text
 
 
 def _masked_secret(label: str, secret: str) -> str:
@@ -2961,8 +3078,11 @@ def _session(
     args: object, *, trace: Callable[[str, str, str, Response], None] | None = None
 ) -> ETradeSession:
     """Return the session the command-line flags describe, with the token store."""
+    import os  # noqa: PLC0415
+
     key, secret = _credentials(args)
-    api_base = getattr(args, "api_base", None)
+    api_base = getattr(args, "api_base", None) or os.environ.get("ETRADE_API_BASE") or None
+    sandbox = bool(getattr(args, "sandbox", False)) or os.environ.get("ETRADE_SANDBOX", "") in ("1", "true")
     authorize_base = getattr(args, "authorize_base", None)
     if api_base and not authorize_base:
         # --api-base points at `serve`, whose authorize page lives beside the API.
@@ -2970,7 +3090,7 @@ def _session(
     return ETradeSession(
         key,
         secret,
-        sandbox=bool(getattr(args, "sandbox", False)),
+        sandbox=sandbox,
         api_base=api_base,
         authorize_base=authorize_base,
         store=TokenStore(getattr(args, "token_file", None)),
@@ -2995,89 +3115,277 @@ def _cmd_selftest(args: object) -> int:
     return _selftest()
 
 
+def _environment(session: ETradeSession) -> str:
+    """Return which E*TRADE the session talks to: production, sandbox, or the custom host."""
+    if session.api_base == PRODUCTION_API_BASE:
+        return f"production ({session.api_base})"
+    if session.api_base == SANDBOX_API_BASE:
+        return f"sandbox ({session.api_base})"
+    return f"custom API host {session.api_base} (not E*TRADE's production or sandbox)"
+
+
+def _pending_logins(session: ETradeSession) -> TokenStore:
+    """Return the store of request tokens that `login --start` saved, beside the token file.
+
+    A TokenStore too: mode 0600, atomic, per consumer key and API host; the
+    entry's issued_at says when its 5 minutes began.
+    """
+    import os  # noqa: PLC0415
+
+    folder = os.path.dirname(os.path.abspath(_store_path(session)))
+    return TokenStore(os.path.join(folder, "pending-login.json"))
+
+
 def _cmd_login(args: object) -> int:
     session = _session(args)
+    finish = getattr(args, "finish", None)
+    if finish is not None:
+        return _login_finish(session, finish)
     session.get_request_token()
     url = session.authorize_url()
+    if getattr(args, "start", False):
+        request_token = session.request_token
+        assert request_token is not None  # noqa: S101 (set by get_request_token)
+        _pending_logins(session).save(session.consumer_key, session.api_base, request_token)
+        print("Open this page, log in to E*TRADE and approve the application:")
+        print(f"  {url}")
+        print("then, within 5 minutes: oauth1_etrade login --finish VERIFIER_OR_URL")
+        return EXIT_OK
     print("Open this page, log in to E*TRADE and approve the application:", flush=True)
     print(f"  {url}", flush=True)
     if not getattr(args, "no_browser", False):
         import webbrowser  # noqa: PLC0415
 
         webbrowser.open(url)
-    port = getattr(args, "callback_port", None)
-    if port is not None:
-        answer = _wait_for_callback(port, REQUEST_TOKEN_LIFETIME)
-    else:
-        try:
-            answer = input("Paste the verifier code (or the whole URL you landed on): ")
-        except EOFError:
-            raise _CliError("no verifier given") from None
-    session.get_access_token(answer)
+    _login_interactive(session, getattr(args, "callback_port", None))
     print(
         f"Logged in. The access token is saved in {_store_path(session)}; it expires at midnight US Eastern."
     )
-    return 0
+    return EXIT_OK
 
 
-def _wait_for_callback(port: int, timeout: float) -> str:
-    """Listen on 127.0.0.1:port for the redirect that carries oauth_verifier; return its URL."""
+def _login_finish(session: ETradeSession, answer: str) -> int:
+    """Finish the login that `login --start` began: exchange the verifier for an access token."""
+    pending = _pending_logins(session)
+    request_token = pending.load(session.consumer_key, session.api_base)
+    if request_token is None:
+        raise _CliError("no login was started for this key and host: run: oauth1_etrade login --start", 3)
+    if session._clock() - request_token.issued_at >= REQUEST_TOKEN_LIFETIME:
+        pending.delete(session.consumer_key, session.api_base)
+        raise _CliError(
+            "the login started with --start has expired (E*TRADE request tokens live 5 minutes); "
+            "start again: oauth1_etrade login --start",
+            EXIT_LOGIN_NEEDED,
+        )
+    problem = _pasted_problem(answer, request_token.token)
+    if problem:
+        raise _CliError(f"{problem}; give the verifier code or the whole URL you landed on")
+    session.request_token = request_token
+    session.get_access_token(answer)
+    pending.delete(session.consumer_key, session.api_base)
+    print(
+        f"Logged in. The access token is saved in {_store_path(session)}; it expires at midnight US Eastern."
+    )
+    return EXIT_OK
+
+
+_PASTE_PROMPT = "Paste the verifier code (or the whole URL you landed on): "
+
+
+def _login_interactive(session: ETradeSession, port: int | None) -> None:
+    """Take the verifier from the paste prompt and, with ``port``, from E*TRADE's redirect too.
+
+    Both listen at once and the first valid answer wins, while the request
+    token lives (5 minutes). A bad paste re-prompts with its reason; a
+    verifier the server refuses is reported and re-prompted once more.
+    """
+    import queue  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    request_token = session.request_token
+    assert request_token is not None  # noqa: S101 (set by get_request_token)
+    answers: queue.Queue[tuple[str, str]] = queue.Queue()
+    listener = None if port is None else _callback_listener(port, request_token.token, answers)
+    threading.Thread(target=_read_pastes, args=(answers,), name="oauth1_etrade-paste", daemon=True).start()
+    try:
+        if listener is not None:
+            print(f"Waiting for E*TRADE to redirect to http://127.0.0.1:{port}/ ...", flush=True)
+        print(_PASTE_PROMPT, end="", flush=True)
+        _first_accepted_answer(session, answers, listening=listener is not None)
+    finally:
+        if listener is not None:
+            listener.shutdown()
+            listener.server_close()
+
+
+def _read_pastes(answers: queue.Queue[tuple[str, str]]) -> None:
+    """Put each line typed at the prompt in ``answers``; ("eof", "") when input ends."""
+    for line in sys.stdin:
+        answers.put(("paste", line.strip()))
+    answers.put(("eof", ""))
+
+
+def _first_accepted_answer(
+    session: ETradeSession, answers: queue.Queue[tuple[str, str]], *, listening: bool
+) -> None:
+    """Exchange answers for an access token until one is accepted, or the request token expires."""
+    import queue  # noqa: PLC0415
+
+    request_token = session.request_token
+    assert request_token is not None  # noqa: S101
+    deadline = time.monotonic() + REQUEST_TOKEN_LIFETIME - (session._clock() - request_token.issued_at)
+    refused_pastes = 0
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise _CliError(
+                "no verifier arrived within the request token's 5 minutes; start again: oauth1_etrade login",
+                EXIT_LOGIN_NEEDED,
+            )
+        try:
+            source, text = answers.get(timeout=left)
+        except queue.Empty:
+            continue
+        if source == "eof":
+            if not listening:
+                raise _CliError(
+                    "no verifier given (input ended); from scripts use login --start and --finish"
+                )
+            continue
+        problem = _pasted_problem(text, request_token.token) if source == "paste" else None
+        if problem:
+            print(f"{problem}.\n{_PASTE_PROMPT}", end="", flush=True)
+            continue
+        try:
+            session.get_access_token(text)
+            return
+        except VerifierInvalidError as refused:
+            if source == "paste":
+                refused_pastes += 1
+                if refused_pastes > 1:
+                    raise
+            print(
+                f"\nThe server refused that verifier ({refused.problem}).\n{_PASTE_PROMPT}",
+                end="",
+                flush=True,
+            )
+        finally:
+            if source == "callback":
+                print("\nE*TRADE redirected to this machine with the verifier.", flush=True)
+
+
+def _pasted_problem(text: str, request_token: str) -> str | None:
+    """Return why a pasted answer cannot be this login's verifier, or None."""
+    if not text:
+        return "Nothing was pasted"
+    query = _callback_query(text)
+    if query is None:
+        return None  # a bare verifier code
+    verifier = next((v for n, v in query if n == "oauth_verifier"), None)
+    if not isinstance(verifier, str) or not verifier:
+        return "That URL has no oauth_verifier"
+    token = next((v for n, v in query if n == "oauth_token"), None)
+    if token is not None and token != request_token:
+        return "That URL is for another login (its oauth_token is not this login's request token)"
+    return None
+
+
+def _callback_listener(
+    port: int, request_token: str, answers: queue.Queue[tuple[str, str]]
+) -> http.server.ThreadingHTTPServer:
+    """Serve 127.0.0.1:port until shut down; put each valid redirect's URL in ``answers``.
+
+    Connections are served on threads with a 10-second socket timeout, so an
+    idle one (browsers pre-connect) stalls nothing. Ignored, with a 400 page,
+    while the listener waits on: requests without a non-empty oauth_verifier,
+    with an oauth_token that is not the pending request token (one without
+    oauth_token is accepted: E*TRADE's documented callback carries only
+    oauth_verifier), and requests the browser marks as not a top-level
+    navigation (Sec-Fetch-Dest present and not "document": an <img> on
+    another page).
+    """
     import http.server  # noqa: PLC0415
-
-    received: list[str] = []
+    import threading  # noqa: PLC0415
 
     class Callback(http.server.BaseHTTPRequestHandler):
+        timeout = 10
+
         def do_GET(self) -> None:  # noqa: N802
-            done = "oauth_verifier=" in self.path
-            if done:
-                received.append(f"http://127.0.0.1:{port}{self.path}")
-            text = "Authorization received; you can close this window." if done else "Waiting for E*TRADE."
-            data = text.encode()
-            self.send_response(200 if done else 400)
-            self.send_header("Content-Type", "text/plain; charset=utf-8")
-            self.send_header("Content-Length", str(len(data)))
+            problem = _callback_problem(self.path, self.headers.get("Sec-Fetch-Dest"), request_token)
+            if problem:
+                self._page(400, "Waiting for E*TRADE", f"{problem}. This page keeps waiting for E*TRADE.")
+                return
+            self._page(
+                200, "Authorization received", "oauth1_etrade has the verifier; you can close this tab."
+            )
+            answers.put(("callback", f"http://127.0.0.1:{port}{self.path}"))
+
+        def _page(self, status: int, title: str, text: str) -> None:
+            page = _RESULT_PAGE.format(title=f"oauth1_etrade login: {title}", text=text).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(page)))
+            for name, value in _page_headers(None).items():
+                self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(data)
+            self.wfile.write(page)
 
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-            return None
+            _logger_debug("login listener: " + format, *args)
 
-    deadline = time.monotonic() + timeout
-    with http.server.HTTPServer(("127.0.0.1", port), Callback) as server:
-        print(f"Waiting for E*TRADE to redirect to http://127.0.0.1:{port}/ ...", flush=True)
-        while not received:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise _CliError("no redirect with oauth_verifier arrived within 5 minutes; log in again")
-            server.timeout = remaining
-            server.handle_request()
-    return received[0]
+    class Listener(http.server.ThreadingHTTPServer):
+        daemon_threads = True
+
+        def handle_error(self, request: object, client_address: object) -> None:
+            _logger_debug("login listener: connection from %s failed", client_address)
+
+    listener = Listener(("127.0.0.1", port), Callback)
+    serve = threading.Thread(
+        target=listener.serve_forever, kwargs={"poll_interval": 0.05}, name="oauth1_etrade-login"
+    )
+    serve.daemon = True
+    serve.start()
+    return listener
+
+
+def _callback_problem(path: str, fetch_dest: str | None, request_token: str) -> str | None:
+    """Return why a request to the login listener is not E*TRADE's redirect, or None."""
+    if fetch_dest is not None and fetch_dest != "document":
+        return f"Not a page navigation (Sec-Fetch-Dest: {_one_line(fetch_dest, 40)})"
+    query = _callback_query(path) or []
+    verifier = next((v for n, v in query if n == "oauth_verifier"), None)
+    if not isinstance(verifier, str) or not verifier:
+        return "No oauth_verifier in this request"
+    token = next((v for n, v in query if n == "oauth_token"), None)
+    if token is not None and token != request_token:
+        return "This oauth_token is not the pending login's request token"
+    return None
 
 
 def _cmd_status(args: object) -> int:
     session = _session(args)
-    environment = "sandbox" if session.sandbox else "production"
-    print(f"environment:   {environment} ({session.api_base})")
+    print(f"environment:   {_environment(session)}")
     print(f"consumer key:  {_mask(session.consumer_key)}")
     print(f"token file:    {_store_path(session)}")
     status = session.token_status()
     if not status["access_token"]:
-        print("access token:  none (run: login)")
-        return 1
+        print(f"access token:  none ({_RUN_LOGIN})")
+        return EXIT_LOGIN_NEEDED
     print(f"token age:     {_duration(float(status['age']))}")  # type: ignore[arg-type]
     print(f"idle for:      {_duration(float(status['idle']))}")  # type: ignore[arg-type]
     if status["expired"]:
-        print("expires:       expired at midnight US Eastern (run: login)")
-        return 1
+        print(f"expires:       expired at midnight US Eastern ({_RUN_LOGIN})")
+        return EXIT_LOGIN_NEEDED
     print(f"expires in:    {_duration(float(status['expires_in']))} (midnight US Eastern)")  # type: ignore[arg-type]
-    print(f"renew due:     {'yes (idle 2 hours or more; run: renew)' if status['renew_due'] else 'no'}")
-    return 0
+    due = "yes (idle 2 hours or more; run: oauth1_etrade renew)" if status["renew_due"] else "no"
+    print(f"renew due:     {due}")
+    return EXIT_OK
 
 
 def _cmd_renew(args: object) -> int:
     _session(args).renew_access_token()
     print("The access token is renewed.")
-    return 0
+    return EXIT_OK
 
 
 def _cmd_revoke(args: object) -> int:
@@ -3154,10 +3462,33 @@ def _cmd_get(args: object) -> int:
     return 0
 
 
+def _serve_credentials(args: object) -> tuple[str, str, str]:
+    """Return (consumer key, consumer secret, where they are kept) for `serve`.
+
+    From the flags when given; else kept in emulator-credentials.json beside
+    the token file (a TokenStore entry: mode 0600, atomic), made on first use,
+    so a restarted emulator accepts the credentials exported before.
+    """
+    import os  # noqa: PLC0415
+
+    key = getattr(args, "consumer_key", None) or "oauth1-etrade-emulator"
+    given = getattr(args, "consumer_secret", None)
+    if given:
+        return key, given, "given on the command line"
+    folder = os.path.dirname(os.path.abspath(TokenStore(getattr(args, "token_file", None)).path))
+    kept = TokenStore(os.path.join(folder, "emulator-credentials.json"))
+    entry = kept.load(key, "serve")
+    if entry is None:
+        entry = Token(key, _random_token(), time.time())
+        kept.save(key, "serve", entry)
+    return key, entry.secret, kept.path
+
+
 def _cmd_serve(args: object) -> int:
+    key, secret, kept = _serve_credentials(args)
     emulator = Emulator(
-        consumer_key=getattr(args, "consumer_key", None) or "oauth1-etrade-emulator",
-        consumer_secret=getattr(args, "consumer_secret", None),
+        consumer_key=key,
+        consumer_secret=secret,
         callback_url=getattr(args, "callback_url", None),
         port=int(getattr(args, "port", 0)),
     )
@@ -3165,19 +3496,20 @@ def _cmd_serve(args: object) -> int:
         print(f"E*TRADE emulator at {emulator.base_url} (offline; 127.0.0.1 only)", flush=True)
         print(f"  authorize page:  {emulator.authorize_base}")
         print(f"  consumer key:    {emulator.consumer_key}")
-        print(f"  consumer secret: {emulator.consumer_secret}")
-        print("Use it with, for example:")
+        print(f"  consumer secret: {emulator.consumer_secret}   (the emulator's own; kept in {kept})")
+        print("In another terminal, paste these three lines, then run the commands below them:")
         print(f"  export ETRADE_CONSUMER_KEY='{emulator.consumer_key}'")
         print(f"  export ETRADE_CONSUMER_SECRET='{emulator.consumer_secret}'")
-        print(f"  python oauth1_etrade.py login --no-browser --api-base {emulator.base_url}")
-        print(f"  python oauth1_etrade.py get /v1/accounts/list.json --api-base {emulator.base_url}")
+        print(f"  export ETRADE_API_BASE='{emulator.base_url}'")
+        print("  python3 oauth1_etrade.py login --no-browser")
+        print("  python3 oauth1_etrade.py get /v1/accounts/list.json")
         print("Press Ctrl-C to stop.", flush=True)
         try:
             while True:
                 time.sleep(3600)
         except KeyboardInterrupt:
             print("\nstopped")
-    return 0
+    return EXIT_OK
 
 
 def _cmd_demo(args: object) -> int:
@@ -3298,16 +3630,27 @@ def _parser() -> object:
     """Return the argparse parser of the command line."""
     import argparse  # noqa: PLC0415 (imported here: `import oauth1_etrade` stays light)
 
-    parser = argparse.ArgumentParser(
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> NoReturn:
+            # One line, as every other failure of the command line.
+            self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+    parser = Parser(
         prog="oauth1_etrade",
         description="OAuth 1.0a client for the E*TRADE API. Credentials come from "
         "ETRADE_CONSUMER_KEY and ETRADE_CONSUMER_SECRET (or --consumer-key / --consumer-secret); "
         "tokens are saved in ETRADE_TOKEN_FILE or the user's config directory.",
+        epilog=_EXIT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"oauth1_etrade {__version__}")
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--sandbox", action="store_true", help="use E*TRADE's sandbox hosts")
-    common.add_argument("--api-base", metavar="URL", help="API host, e.g. the URL `serve` prints")
+    common = Parser(add_help=False)
+    common.add_argument(
+        "--sandbox", action="store_true", help="use E*TRADE's sandbox hosts ($ETRADE_SANDBOX=1)"
+    )
+    common.add_argument(
+        "--api-base", metavar="URL", help="API host, e.g. the URL `serve` prints ($ETRADE_API_BASE)"
+    )
     common.add_argument("--authorize-base", metavar="URL", help="authorize page (default: E*TRADE's)")
     common.add_argument("--consumer-key", metavar="KEY", help="default: $ETRADE_CONSUMER_KEY")
     common.add_argument("--consumer-secret", metavar="SECRET", help="default: $ETRADE_CONSUMER_SECRET")
@@ -3317,7 +3660,8 @@ def _parser() -> object:
     common.add_argument("-v", "--verbose", action="store_true", help="log requests (redacted) to stderr")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
-    sub = {name: commands.add_parser(name, help=text, description=text, parents=[common])
+    sub = {name: commands.add_parser(name, help=text, description=text, parents=[common], epilog=_EXIT_HELP,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
            for name, (_, text) in _COMMANDS.items()}  # fmt: skip
     sub["login"].add_argument(
         "--no-browser", action="store_true", help="print the URL, do not open a browser"
@@ -3326,7 +3670,14 @@ def _parser() -> object:
         "--callback-port",
         type=int,
         metavar="N",
-        help="take the verifier from E*TRADE's redirect to 127.0.0.1:N",
+        help="also take the verifier from E*TRADE's redirect to 127.0.0.1:N (the paste prompt stays)",
+    )
+    steps = sub["login"].add_mutually_exclusive_group()
+    steps.add_argument(
+        "--start", action="store_true", help="print the authorize URL, save the request token, and exit"
+    )
+    steps.add_argument(
+        "--finish", metavar="VERIFIER_OR_URL", help="finish the login --start began (within 5 minutes)"
     )
     for name in ("sign", "explain"):
         sub[name].add_argument("method", help="HTTP method, e.g. GET")
@@ -3346,19 +3697,30 @@ def _parser() -> object:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status.
 
-    Expected failures print one line to stderr and return 1, never a traceback.
+    Expected failures print one line to stderr, never a traceback, and
+    return 1, or 3 when only a browser login helps (EXIT_LOGIN_NEEDED).
     """
+    import warnings  # noqa: PLC0415
+
     parser = _parser()
     args = parser.parse_args(argv)  # type: ignore[attr-defined]
     handler, _ = _COMMANDS[args.command]
-    with _verbose_logging(bool(args.verbose)):
+    where = f"oauth1_etrade {args.command}"
+    with _verbose_logging(bool(args.verbose)), warnings.catch_warnings():
+        warnings.showwarning = lambda message, *rest: print(f"{where}: warning: {message}", file=sys.stderr)
         try:
             return handler(args)
-        except (OAuthError, _CliError, TokenFileError, ValueError, TypeError, OSError) as exc:
-            print(f"oauth1_etrade {args.command}: " + str(exc), file=sys.stderr)
-            return 1
+        except LoginRequiredError as exc:
+            print(f"{where}: {_cli_words(exc)}", file=sys.stderr)
+            return EXIT_LOGIN_NEEDED
+        except _CliError as exc:
+            print(f"{where}: {exc}", file=sys.stderr)
+            return exc.status
+        except (OAuthError, TokenFileError, ValueError, TypeError, OSError) as exc:
+            print(f"{where}: {_cli_words(exc)}", file=sys.stderr)
+            return EXIT_FAILURE
         except KeyboardInterrupt:
-            print(f"oauth1_etrade {args.command}: interrupted", file=sys.stderr)
+            print(f"{where}: interrupted", file=sys.stderr)
             return 130
 
 
