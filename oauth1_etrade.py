@@ -2781,6 +2781,19 @@ def _emulator_handler(emulator: Emulator) -> type:
 
     class Handler(http.server.BaseHTTPRequestHandler):
         server_version = "oauth1_etrade-emulator"
+        timeout = 30  # an idle connection gives up its thread
+
+        def handle(self) -> None:
+            import socket  # noqa: PLC0415
+
+            # A TLS ClientHello (first byte 0x16) has no line end: http.server
+            # would wait on it for ever. Say what happened and hang up.
+            if self.request.recv(1, socket.MSG_PEEK) == b"\x16":
+                _logger_debug(
+                    "emulator: a TLS handshake from %s; the emulator speaks plain http", self.client_address
+                )
+                return
+            super().handle()
 
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002
             _logger_debug("emulator: " + format, *args)

@@ -2053,6 +2053,224 @@ def test_cli_expected_failures_are_one_line(tmp_path):
     assert bad_url.returncode == 1 and "Traceback" not in bad_url.stderr
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def raw_get(port: int, target: str, headers: dict | None = None) -> tuple[int, str]:
+    """Send one GET over a raw socket; return (status, whole answer as text)."""
+    lines = [f"GET {target} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Connection: close"]
+    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    text = data.decode("utf-8", errors="replace")
+    return int(text.split(" ", 2)[1]), text
+
+
+def login_process(env, *args):
+    process = subprocess.Popen(
+        [sys.executable, str(HERE / "oauth1_etrade.py"), "login", "--no-browser", *args],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    assert process.stdout.readline().startswith("Open this page")
+    return process, process.stdout.readline().strip()
+
+
+def approve_without_following(url: str) -> str:
+    """Press Approve on the emulated page; return the Location of its redirect to the callback."""
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+
+    with pytest.raises(urllib.error.HTTPError) as redirect:
+        urllib.request.build_opener(NoRedirect()).open(approve(url), timeout=10)
+    return redirect.value.headers["Location"]
+
+
+def test_login_listener_keeps_waiting_through_idle_forged_and_foreign_requests(tmp_path):
+    port = free_port()
+    emulator = oa.Emulator(consumer_key="cli-key", consumer_secret="cli/secret+=",
+                           callback_url=f"http://127.0.0.1:{port}/cb")  # fmt: skip
+    with emulator:
+        env = cli_env(tmp_path) | {"ETRADE_API_BASE": emulator.base_url}
+        process, url = login_process(env, "--callback-port", str(port))
+        try:
+            assert "Waiting for E*TRADE" in process.stdout.readline()
+            request_token = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)["token"][0]
+            idle = socket.create_connection(("127.0.0.1", port))  # a browser's pre-connect: never sends
+            document = {"Sec-Fetch-Dest": "document"}
+            refused = [
+                ("/cb", document),  # no verifier
+                (f"/cb?oauth_verifier=&oauth_token={oa.percent_encode(request_token)}", document),
+                ("/cb?oauth_verifier=FORGED&oauth_token=another-login", document),
+                (f"/cb?oauth_verifier=X&oauth_token={oa.percent_encode(request_token)}",
+                 {"Sec-Fetch-Dest": "image"}),  # an <img> on another page
+            ]  # fmt: skip
+            for target, headers in refused:
+                status, page = raw_get(port, target, headers)
+                assert status == 400 and "keeps waiting" in page, target
+            # A forged verifier without oauth_token passes the listener; the server refuses it
+            # and the login goes on waiting.
+            status, _ = raw_get(port, "/cb?oauth_verifier=FORGED", document)
+            assert status == 200
+            location = approve_without_following(url)
+            target = urllib.parse.urlsplit(location)._replace(scheme="", netloc="").geturl()
+            status, page = raw_get(port, target, document)
+            assert status == 200 and "<title>" in page and "you can close this tab" in page
+            out, err = process.communicate(timeout=30)
+            idle.close()
+        finally:
+            process.kill()
+        assert process.returncode == 0, err
+        assert "refused that verifier" in out and "Logged in" in out
+        assert oa.TokenStore(env["ETRADE_TOKEN_FILE"]).load("cli-key", emulator.base_url) is not None
+
+
+def test_login_paste_prompt_gives_reasons_and_prompts_again(tmp_path):
+    with oa.Emulator(consumer_key="cli-key", consumer_secret="cli/secret+=") as emulator:
+        env = cli_env(tmp_path) | {"ETRADE_API_BASE": emulator.base_url}
+        process, url = login_process(env)
+        verifier = verifier_from_page(url)
+        pastes = [
+            "",
+            "https://example.com/cb?state=1",
+            f"https://example.com/cb?oauth_verifier={verifier}&oauth_token=another-login",
+            "WRONG",
+            verifier,
+        ]
+        out, err = process.communicate("\n".join(pastes) + "\n", timeout=60)
+    assert process.returncode == 0, err
+    assert "Nothing was pasted." in out
+    assert "That URL has no oauth_verifier." in out
+    assert "That URL is for another login" in out
+    assert "The server refused that verifier (verifier_invalid)" in out
+    assert out.count("Paste the verifier code") == 5 and "Logged in" in out
+
+
+def test_login_gives_up_after_two_refused_verifiers(tmp_path):
+    with oa.Emulator(consumer_key="cli-key", consumer_secret="cli/secret+=") as emulator:
+        env = cli_env(tmp_path) | {"ETRADE_API_BASE": emulator.base_url}
+        process, _ = login_process(env)
+        out, err = process.communicate("WRONG1\nWRONG2\n", timeout=60)
+    assert process.returncode == 1 and err.count("\n") == 1 and "verifier_invalid" in err
+
+
+def test_login_with_a_callback_port_but_no_callback_takes_the_pasted_code(tmp_path):
+    with oa.Emulator(consumer_key="cli-key", consumer_secret="cli/secret+=") as emulator:
+        env = cli_env(tmp_path) | {"ETRADE_API_BASE": emulator.base_url}
+        process, url = login_process(env, "--callback-port", str(free_port()))
+        out, err = process.communicate(verifier_from_page(url) + "\n", timeout=60)
+    assert process.returncode == 0, err
+    assert "Waiting for E*TRADE" in out and "Paste the verifier code" in out and "Logged in" in out
+
+
+def test_login_start_and_finish_for_scripts(tmp_path):
+    with oa.Emulator(consumer_key="cli-key", consumer_secret="cli/secret+=") as emulator:
+        env = cli_env(tmp_path) | {"ETRADE_API_BASE": emulator.base_url}
+        started = cli(env, "login", "--start")
+        assert started.returncode == 0, started.stderr
+        url = next(line.strip() for line in started.stdout.splitlines() if "/e/t/etws/authorize" in line)
+        pending = tmp_path / "pending-login.json"
+        assert stat.S_IMODE(pending.stat().st_mode) == 0o600
+        finished = cli(env, "login", "--finish", verifier_from_page(url))
+        assert finished.returncode == 0 and "Logged in" in finished.stdout, finished.stderr
+        assert oa.TokenStore(str(pending)).load("cli-key", emulator.base_url) is None
+        status = cli(env, "status")  # ETRADE_API_BASE, no flag
+        assert status.returncode == 0 and f"custom API host {emulator.base_url}" in status.stdout
+        assert cli(env, "get", "/v1/accounts/list.json").returncode == 0
+        # a login started more than 5 minutes ago
+        assert cli(env, "login", "--start").returncode == 0
+        document = json.loads(pending.read_text())
+        for entry in document["tokens"].values():
+            entry["issued_at"] -= 301
+        pending.write_text(json.dumps(document))
+        pending.chmod(0o600)
+        expired = cli(env, "login", "--finish", "ANYTHING")
+    assert expired.returncode == 3
+    assert expired.stderr.count("\n") == 1 and "start again: oauth1_etrade login --start" in expired.stderr
+
+
+def test_exit_code_3_says_a_browser_login_is_needed(tmp_path):
+    with oa.Emulator(consumer_key="cli-key", consumer_secret="cli/secret+=") as emulator:
+        env = cli_env(tmp_path) | {"ETRADE_API_BASE": emulator.base_url}
+        for args in (("status",), ("renew",), ("get", "/v1/accounts/list.json")):
+            result = cli(env, *args)
+            assert result.returncode == 3, args
+            assert result.stderr.count("\n") <= 1 and "oauth1_etrade login" in result.stdout + result.stderr
+        process, url = login_process(env)
+        assert process.communicate(verifier_from_page(url) + "\n", timeout=60)[0].count("Logged in") == 1
+        with emulator._lock:
+            emulator._access_tokens.clear()  # revoked at the provider
+        for args in (("renew",), ("get", "/v1/accounts/list.json")):
+            result = cli(env, *args)
+            assert result.returncode == 3, (args, result.stderr)
+            assert "token_rejected" in result.stderr and result.stderr.endswith("run: oauth1_etrade login\n")
+            assert "the server answered" in result.stderr and "E*TRADE" not in result.stderr
+    sandbox = cli(cli_env(tmp_path) | {"ETRADE_SANDBOX": "1"}, "status")
+    assert sandbox.returncode == 3 and "sandbox (https://apisb.etrade.com)" in sandbox.stdout
+    usage = cli(cli_env(tmp_path), "get")
+    assert usage.returncode == 2 and usage.stderr.count("\n") == 1 and "--help" in usage.stderr
+    assert "exit status: 0 success; 1 failure; 2 usage error; 3 a browser login" in cli(env, "--help").stdout
+
+
+def start_serve(env, *args):
+    process = subprocess.Popen(
+        [sys.executable, str(HERE / "oauth1_etrade.py"), "serve", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    lines = [process.stdout.readline() for _ in range(4)]
+    base = re.search(r"(http://127\.0\.0\.1:\d+)", lines[0]).group(1)
+    secret = lines[3].split()[2]
+    return process, base, secret
+
+
+def test_serve_keeps_its_credentials_and_shrugs_off_malformed_requests(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETRADE_")}
+    env["ETRADE_TOKEN_FILE"] = str(tmp_path / "tokens.json")
+    first, base, secret = start_serve(env)
+    port = int(base.rpartition(":")[2])
+    for garbage in (b"HELLO\r\n\r\n", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(40)):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(garbage)
+            answer = sock.recv(65536)
+        # a 400 (for a one-word request line http.server answers the HTTP/0.9 way: the page alone)
+        assert answer == b"" or b"400" in answer.split(b"\r\n")[0] or b"Error code: 400" in answer
+    first.terminate()
+    _, first_err = first.communicate(timeout=10)
+    assert "Traceback" not in first_err and first_err == ""
+    second, _, again = start_serve(env)
+    second.terminate()
+    second.communicate(timeout=10)
+    assert again == secret and len(secret) > 20
+    kept = tmp_path / "emulator-credentials.json"
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+    bad = cli(env, "serve", "--callback-url", "http://127.0.0.1:9/cb\r\nSet-Cookie: x=1")
+    assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "callback_url" in bad.stderr
+    relative = cli(env, "serve", "--callback-url", "/cb")
+    assert relative.returncode == 1 and "absolute http(s) URL" in relative.stderr
+
+
+def test_emulator_authorize_page_cannot_be_framed_or_cached(clock):
+    callback = "http://127.0.0.1:8999/cb"
+    with oa.Emulator(consumer_key=CONSUMER_KEY, consumer_secret=CONSUMER_SECRET, clock=clock,
+                     callback_url=callback) as emulator:  # fmt: skip
+        session = new_session(emulator, clock)
+        session.get_request_token()
+        with urllib.request.urlopen(session.authorize_url(), timeout=10) as page:
+            headers = page.headers
+    assert headers["X-Frame-Options"] == "DENY" and headers["Cache-Control"] == "no-store"
+    policy = headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in policy and "default-src 'none'" in policy
+    # form-action governs the redirect after Approve: the callback's origin must be allowed
+    assert "form-action 'self' http://127.0.0.1:8999" in policy
+
+
 def test_emulator_verifier_and_request_token_are_single_use(emulator, clock):
     session = new_session(emulator, clock)
     token, secret = session.get_request_token()
