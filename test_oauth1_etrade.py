@@ -1612,10 +1612,16 @@ def test_ca(tmp_path_factory):
         subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=folder)
 
     openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=oauth1_etrade test CA",
-            "-days", "2", "-keyout", "ca.key", "-out", "ca.pem")
+            "-days", "2", "-keyout", "ca.key", "-out", "ca.pem",
+            # Python 3.13 verifies strictly (VERIFY_X509_STRICT): a CA needs these
+            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
     openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
             "-keyout", "server.key", "-out", "server.csr")
-    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    (folder / "san.ext").write_text(
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
+        "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
+        "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid,issuer\n"
+    )
     openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
             "-days", "2", "-extfile", "san.ext", "-out", "server.pem")
     server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
