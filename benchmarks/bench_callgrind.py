@@ -79,7 +79,8 @@ def main() -> int:
     headers = {name: sign() for name, sign in signers().items() if name != "HMAC+base64 floor"}
     signatures = {bench_sign.signature_of(header) for header in headers.values()}
     assert len(signatures) == 1, headers
-    print(f"Python {platform.python_implementation()} {platform.python_version()}; oauth1_etrade {oa.__version__}")
+    python = f"{platform.python_implementation()} {platform.python_version()}"
+    print(f"Python {python}; oauth1_etrade {oa.__version__}")
     print(f"E*TRADE GET {URL}, fixed nonce and timestamp; all signers give {signatures.pop()}")
     per_call = {}
     for name in signers():

@@ -71,7 +71,8 @@ def make_test_ca(folder: pathlib.Path) -> None:
     openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=bench CA", "-days", "2",
             "-keyout", "ca.key", "-out", "ca.pem",
             # Python 3.13 verifies strictly (VERIFY_X509_STRICT): a CA needs these
-            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+            "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign")
     openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
             "-keyout", "server.key", "-out", "server.csr")
     (folder / "san.ext").write_text(
