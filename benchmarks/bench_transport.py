@@ -166,7 +166,7 @@ def proxy(listener: socket.socket, upstream_port: int) -> None:
 
 def serve(folder: pathlib.Path) -> None:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(folder / "server.pem", folder / "server.key")
+    context.load_cert_chain(str(folder / "server.pem"), str(folder / "server.key"))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     server.socket = context.wrap_socket(server.socket, server_side=True)

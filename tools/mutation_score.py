@@ -21,12 +21,11 @@ import sys
 
 CORE_FUNCTIONS = [
     "_require_str", "_has_controls", "_reject_controls", "_require_texts", "_reject_encoded_controls",
-    "percent_encode", "_is_canonical", "_form_decode", "_form_reencode", "_parse_form", "_parse_form_encoded",
-    "_split_url", "base_string_uri", "_is_form", "_encoded_body_parameters", "_field_pairs", "_encode_pairs",
-    "_sorted_pairs", "normalize_parameters", "_signature_base_string", "signature_base_string",
-    "_signing_key", "_hmac_sha1", "_hmac_sha256", "_plaintext", "_signature_function", "signature",
-    "_quote_realm", "authorization_header", "_header", "_decode_header_text", "parse_authorization_header",
-    "make_nonce", "make_timestamp", "_protocol_parameters", "sign_request", "verify_request",
+    "percent_encode", "_percent_encode_each", "_form_decode", "_parse_form", "base_string_uri",
+    "normalize_parameters", "_is_form", "_body_parameters", "_field_pairs", "signature_base_string",
+    "_hmac", "_plaintext", "_signature_function", "signature",
+    "_quote_realm", "authorization_header", "_decode_header_text", "_auth_param_problem",
+    "parse_authorization_header", "make_nonce", "make_timestamp", "sign_request", "verify_request",
 ]  # fmt: skip
 
 # mutmut names a mutant module.x_<function>__mutmut_<n>
