@@ -4,17 +4,21 @@ oauth1_etrade signs requests exactly as RFC 5849 says, and knows E*TRADE's token
 rules. It needs nothing but the Python standard library (3.9 or newer, CPython or
 PyPy): to vendor it, copy this one file into your project.
 
-Sections, in order:
-    constants and errors
-    §3.6 percent encoding
-    §3.4.1 signature base string (§3.4.1.2 URI, §3.4.1.3 parameters, §3.4.1.1 assembly)
-    §3.4.2-3.4.4 signature methods
-    §3.5.1 Authorization header (build and parse)
-    §3.3 nonce and timestamp
-    sign and verify                      (all of the above: no I/O, no clock unless asked)
-    E*TRADE: endpoints and rules, token lifetime, token store, transport (urllib), session, adapters
-    offline E*TRADE emulator
-    command line
+The file in three parts, each readable without the next:
+    Part I. RFC 5849 (no I/O, no clock unless asked)
+        constants and errors
+        §3.6 percent encoding
+        §3.4.1.2 base string URI, §3.4.1.3 request parameters, §3.4.1.1 signature base string
+        §3.4.2-3.4.4 signature methods
+        §3.5.1 Authorization header (build and parse)
+        §3.3 nonce and timestamp
+        sign and verify
+        known answers (the selftest)
+    Part II. The E*TRADE client
+        endpoints and rules, token lifetime, token store,
+        transport (http.client, kept alive), session, adapters for urllib, requests and httpx
+    Part III. Tools that nothing above needs
+        offline E*TRADE emulator, command line
 
 References:
     RFC 5849, The OAuth 1.0 Protocol: https://www.rfc-editor.org/rfc/rfc5849
@@ -78,6 +82,14 @@ __all__ = [
     "ManualClock",
     "main",
 ]
+
+# ============================================================================
+# Part I. RFC 5849, The OAuth 1.0 Protocol
+# Constants and the error hierarchy, then the rules in the RFC's order of use:
+# §3.6 encoding, §3.4.1 base string, §3.4.2-3.4.4 signatures, §3.5.1 header,
+# §3.3 nonce and timestamp, sign and verify; the selftest's known answers last.
+# No I/O, and no clock unless asked.
+# ============================================================================
 
 # ---- Constants ----
 
@@ -868,9 +880,113 @@ def verify_request(
     return hmac.compare_digest(expected.encode(), given.encode())
 
 
+# ---- Known answers (the selftest) ----
+
+# Known answers the selftest checks with nothing but this file. The full set,
+# with sources, is in vectors/ in the repository.
+_SELFTEST_BASE_STRING = (
+    "POST&http%3A%2F%2Fexample.com%2Frequest&a2%3Dr%2520b%26a3%3D2%2520q%26a3%3Da%26"
+    "b5%3D%253D%25253D%26c%2540%3D%26c2%3D%26oauth_consumer_key%3D9djdj82h48djs9d2%26"
+    "oauth_nonce%3D7d8f3e4a%26oauth_signature_method%3DHMAC-SHA1%26oauth_timestamp%3D"
+    "137131201%26oauth_token%3Dkkk9d7dh3k39sjv7"
+)
+_ETRADE_SAMPLE_HEADER = (
+    'OAuth\nrealm="",oauth_signature="FjoSQaFDKEDK1FJazlY3xArNflk%3D",oauth_nonce='
+    '"LTg2ODUzOTQ5MTEzMTY3MzQwMzE%3D",oauth_signature_method="HMAC-SHA1",'
+    'oauth_consumer_key=\u00a0"282683cc9e4b8fc81dea6bc687d46758",oauth_timestamp="1273254425",'
+    'oauth_verifier="Y27X25F",oauth_token=%2FiQRgQCRGPo7Xdk6G8QDSEzX0Jsy6sKNcULcDavAGgU%3D'
+)
+
+
+def _selftest_cases() -> list[tuple[str, Callable[[], object], object]]:
+    """Return (name, thunk, expected) known answers from RFC 5849 and E*TRADE."""
+    photos = dict(
+        consumer_key="dpf43f3p2l4k3l03",
+        consumer_secret="kd94hf93k423kf44",
+        token="nnch734d00sl2jdk",
+        token_secret="pfkkdhi9sl3r4s00",
+    )
+    return [
+        (
+            "RFC 5849 §3.6 encoding",
+            lambda: percent_encode("Ladies + Gentlemen\u2713"),
+            "Ladies%20%2B%20Gentlemen%E2%9C%93",
+        ),
+        (
+            "RFC 5849 §3.4.1.2 URI",
+            lambda: base_string_uri("https://www.example.net:8080/?q=1"),
+            "https://www.example.net:8080/",
+        ),
+        (
+            "RFC 5849 §3.4.1.1 base string",
+            lambda: signature_base_string(
+                "POST",
+                "http://example.com/request?b5=%3D%253D&a3=a&c%40=&a2=r%20b",
+                [
+                    ("oauth_consumer_key", "9djdj82h48djs9d2"),
+                    ("oauth_token", "kkk9d7dh3k39sjv7"),
+                    ("oauth_signature_method", "HMAC-SHA1"),
+                    ("oauth_timestamp", "137131201"),
+                    ("oauth_nonce", "7d8f3e4a"),
+                    ("c2", ""),
+                    ("a3", "2 q"),
+                ],
+            ),
+            _SELFTEST_BASE_STRING,
+        ),
+        (
+            "OAuth Core 1.0 Appendix A signature",
+            lambda: parse_authorization_header(
+                sign_request(
+                    "GET",
+                    "http://photos.example.net/photos?file=vacation.jpg&size=original",
+                    nonce="kllo9940pd9333jh",
+                    timestamp="1191242096",
+                    **photos,
+                )
+            )["oauth_signature"],
+            "tR3+Ty81lMeYAr/Fid0kMTYa/WM=",
+        ),
+        (
+            "RFC 5849 §3.4.4 PLAINTEXT",
+            lambda: signature("ignored", "kd94hf93k423kf44", "", "PLAINTEXT"),
+            "kd94hf93k423kf44&",
+        ),
+        (
+            "E*TRADE Get Access Token sample header",
+            lambda: parse_authorization_header(_ETRADE_SAMPLE_HEADER)["oauth_token"],
+            "/iQRgQCRGPo7Xdk6G8QDSEzX0Jsy6sKNcULcDavAGgU=",
+        ),
+    ]
+
+
+def _selftest() -> int:
+    """Run the embedded known answers; print one summary line; return 0 or 1."""
+    failed = []
+    cases = _selftest_cases()
+    for name, thunk, expected in cases:
+        try:
+            ok = thunk() == expected
+        except Exception:  # a crash is a failure to report, not to raise
+            ok = False
+        if not ok:
+            failed.append(name)
+    if failed:
+        print(f"selftest: {len(failed)} of {len(cases)} known answers FAILED: {'; '.join(failed)}")
+        return 1
+    print(f"selftest: {len(cases)} of {len(cases)} known answers passed (oauth1_etrade {__version__})")
+    return 0
+
+
+# ============================================================================
+# Part II. The E*TRADE client
+# E*TRADE's rules, token lifetime, token store, transport (http.client, kept alive),
+# session, adapters for urllib, requests and httpx. Uses Part I; needs nothing below.
+# ============================================================================
+
 # ---- E*TRADE: endpoints and rules ----
 
-#: E*TRADE API hosts (NOTES.md "Hosts").
+#: E*TRADE API hosts (E*TRADE: Get Access Token and the API reference's base URLs).
 PRODUCTION_API_BASE = "https://api.etrade.com"
 SANDBOX_API_BASE = "https://apisb.etrade.com"
 #: The /oauth/* endpoints live on the production host in both environments, as
@@ -903,7 +1019,7 @@ _LOG_IN = "log in again (get_request_token, authorize_url, get_access_token)"
 _LOG_IN_FIRST = "log in first (get_request_token, authorize_url, get_access_token)"
 
 # oauth_problem -> the error a user can act on (OAuth problem reporting names,
-# as E*TRADE sends them; NOTES.md "Errors").
+# as E*TRADE sends them with HTTP 400/401).
 _PROBLEM_ERRORS: Mapping[str, type[OAuthError]] = {
     "token_expired": TokenExpiredError,
     "token_inactive": TokenInactiveError,
@@ -1356,6 +1472,48 @@ class _StaleConnection(Exception):
     """A reused connection failed before any byte of the answer came back."""
 
 
+class _TimedReads(io.RawIOBase):
+    """The raw reads of an answer: each bounded by the deadline and counted."""
+
+    def __init__(self, timed: _TimedSocket):
+        super().__init__()
+        self._timed = timed
+        # makefile's SocketIO defers closing the socket until it is closed too,
+        # so an answer can be read after http.client closed its connection.
+        self._file = timed.sock.makefile("rb", buffering=0)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        self._timed.sock.settimeout(self._timed.time_left())
+        count: int = self._file.readinto(buffer) or 0
+        self._timed.received += count
+        return count
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+class _AnswerReader(io.BufferedReader):
+    """The buffered answer stream; remembers a line cut short by the end of the stream.
+
+    NOTE: http.client's header parser takes the end of the stream as the end
+    of the headers, so "HTTP/1.1 200 OK\\r\\nContent-Type: appl" and a closed
+    connection would read as a complete, empty 200. A line without its LF is
+    how that shows: the caller refuses such an answer.
+    """
+
+    cut = False
+
+    def readline(self, size: int | None = -1) -> bytes:
+        line = super().readline(-1 if size is None else size)
+        if not line.endswith(b"\n"):
+            self.cut = True
+        return line
+
+
 class _TimedSocket:
     """A connected socket as http.client sees it, every write and read bounded by one deadline.
 
@@ -1410,46 +1568,31 @@ class _TimedSocket:
         return bool(select.select([self.sock], [], [], 0)[0])
 
 
-class _TimedReads(io.RawIOBase):
-    """The raw reads of an answer: each bounded by the deadline and counted."""
-
-    def __init__(self, timed: _TimedSocket):
-        super().__init__()
-        self._timed = timed
-        # makefile's SocketIO defers closing the socket until it is closed too,
-        # so an answer can be read after http.client closed its connection.
-        self._file = timed.sock.makefile("rb", buffering=0)
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        self._timed.sock.settimeout(self._timed.time_left())
-        count: int = self._file.readinto(buffer) or 0
-        self._timed.received += count
-        return count
-
-    def close(self) -> None:
-        self._file.close()
-        super().close()
+def _maybe_sent(method: str) -> str:
+    """Return the warning for a failed request that must not be sent again, or ""."""
+    if method in RESENDABLE_METHODS:
+        return ""
+    return f"; the {method} may or may not have reached the server, and it was not sent again"
 
 
-class _AnswerReader(io.BufferedReader):
-    """The buffered answer stream; remembers a line cut short by the end of the stream.
-
-    NOTE: http.client's header parser takes the end of the stream as the end
-    of the headers, so "HTTP/1.1 200 OK\\r\\nContent-Type: appl" and a closed
-    connection would read as a complete, empty 200. A line without its LF is
-    how that shows: the caller refuses such an answer.
-    """
-
-    cut = False
-
-    def readline(self, size: int | None = -1) -> bytes:
-        line = super().readline(-1 if size is None else size)
-        if not line.endswith(b"\n"):
-            self.cut = True
-        return line
+def _read_body(answer: object, limit: int, where: str) -> bytes:
+    """Return a response body read in pieces: at most ``limit`` bytes, and complete."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = answer.read1(65536)  # type: ignore[attr-defined]
+        if not chunk:
+            break
+        size += len(chunk)
+        if size > limit:
+            raise TransportError(f"{where}: the answer is larger than {limit} bytes; refused")
+        chunks.append(chunk)
+    if getattr(answer, "length", None):  # Content-Length promised more than came
+        raise TransportError(f"{where}: the answer was cut short")
+    # read1 leaves a drained Content-Length answer open; http.client must see it
+    # closed before the connection carries the next request.
+    answer.close()  # type: ignore[attr-defined]
+    return b"".join(chunks)
 
 
 def _checked_ssl_context(context: object) -> ssl.SSLContext | None:
@@ -1632,33 +1775,6 @@ class _Pool:
         return Response(answer.status, answer.msg, data, url)  # type: ignore[arg-type]  # a Message reads as a mapping
 
 
-def _maybe_sent(method: str) -> str:
-    """Return the warning for a failed request that must not be sent again, or ""."""
-    if method in RESENDABLE_METHODS:
-        return ""
-    return f"; the {method} may or may not have reached the server, and it was not sent again"
-
-
-def _read_body(answer: object, limit: int, where: str) -> bytes:
-    """Return a response body read in pieces: at most ``limit`` bytes, and complete."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        chunk = answer.read1(65536)  # type: ignore[attr-defined]
-        if not chunk:
-            break
-        size += len(chunk)
-        if size > limit:
-            raise TransportError(f"{where}: the answer is larger than {limit} bytes; refused")
-        chunks.append(chunk)
-    if getattr(answer, "length", None):  # Content-Length promised more than came
-        raise TransportError(f"{where}: the answer was cut short")
-    # read1 leaves a drained Content-Length answer open; http.client must see it
-    # closed before the connection carries the next request.
-    answer.close()  # type: ignore[attr-defined]
-    return b"".join(chunks)
-
-
 def _problem_and_detail(response: Response) -> tuple[str | None, str | None]:
     """Return the oauth_problem and a short detail from a form, JSON or XML error body."""
     text = response.body[:8192].decode("utf-8", errors="replace")
@@ -1762,6 +1878,31 @@ def _clock_offset(response: Response, local_now: float) -> float | None:
 
 
 # ---- E*TRADE: the session ----
+
+
+def _callback_query(text: str) -> list[Param] | None:
+    """Return the query pairs of a callback URL, a "/path?query", or text holding
+    "oauth_verifier="; None for anything else (a bare verifier code)."""
+    if "://" in text or "?" in text:
+        return _parse_form(urlsplit(text).query)
+    if "oauth_verifier=" in text:
+        return _parse_form(text)
+    return None
+
+
+def _verifier_from(verifier: str) -> str:
+    """Return the verifier code, taken from a pasted callback URL when given one."""
+    verifier = _require_str("verifier", verifier).strip()
+    query = _callback_query(verifier)
+    if query is not None:
+        found = [v for n, v in query if n == "oauth_verifier" and isinstance(v, str)]
+        if not found:
+            raise ValueError("verifier: the URL has no oauth_verifier parameter")
+        verifier = found[0]
+    if not verifier:
+        raise ValueError("verifier: empty")
+    _reject_controls("verifier", verifier)
+    return verifier
 
 
 class ETradeSession:
@@ -2283,31 +2424,6 @@ class ETradeSession:
         return OAuth1Auth(self.consumer_key, self._consumer_secret, token.token, token.secret)
 
 
-def _callback_query(text: str) -> list[Param] | None:
-    """Return the query pairs of a callback URL, a "/path?query", or text holding
-    "oauth_verifier="; None for anything else (a bare verifier code)."""
-    if "://" in text or "?" in text:
-        return _parse_form(urlsplit(text).query)
-    if "oauth_verifier=" in text:
-        return _parse_form(text)
-    return None
-
-
-def _verifier_from(verifier: str) -> str:
-    """Return the verifier code, taken from a pasted callback URL when given one."""
-    verifier = _require_str("verifier", verifier).strip()
-    query = _callback_query(verifier)
-    if query is not None:
-        found = [v for n, v in query if n == "oauth_verifier" and isinstance(v, str)]
-        if not found:
-            raise ValueError("verifier: the URL has no oauth_verifier parameter")
-        verifier = found[0]
-    if not verifier:
-        raise ValueError("verifier: empty")
-    _reject_controls("verifier", verifier)
-    return verifier
-
-
 # ---- E*TRADE: adapters for urllib, requests and httpx ----
 
 
@@ -2396,6 +2512,11 @@ class OAuth1Auth:
 
         return OAuth1Handler()
 
+
+# ============================================================================
+# Part III. Tools that nothing above needs
+# The offline E*TRADE emulator and the command line.
+# ============================================================================
 
 # ---- Offline E*TRADE emulator ----
 
@@ -2497,6 +2618,37 @@ def _to_xml(name: str, value: object) -> str:
     else:
         inner = escape(str(value))
     return f"<{name}>{inner}</{name}>"
+
+
+def _check_callback_url(url: str) -> str:
+    """Return ``url`` if it is an absolute http(s) URL with a host and no control characters or spaces."""
+    _require_str("callback_url", url)
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or re.search(r"[\x00-\x20\x7f]", url):
+        raise ValueError(
+            "callback_url: expected an absolute http(s) URL without spaces or control characters, "
+            f"not {_one_line(url, 80)!r}"
+        )
+    return url
+
+
+def _page_headers(callback_url: str | None) -> dict[str, str]:
+    """Return the security headers of the emulator's HTML pages (the authorize page and its results).
+
+    No framing (clickjacking on Approve), no caching, nothing loaded from
+    elsewhere. NOTE: form-action also governs where the form's answer may
+    redirect, so the registered callback's origin must be listed beside
+    'self', or browsers block Approve's redirect to it.
+    """
+    form_action = "'self'"
+    if callback_url is not None:
+        parts = urlsplit(callback_url)
+        form_action += f" {parts.scheme}://{parts.netloc}"
+    policy = (
+        "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; "
+        f"frame-ancestors 'none'; form-action {form_action}"
+    )
+    return {"X-Frame-Options": "DENY", "Content-Security-Policy": policy, "Cache-Control": "no-store"}
 
 
 class Emulator:
@@ -2729,37 +2881,6 @@ class Emulator:
         raise _Refusal(404, "parameter_rejected")
 
 
-def _check_callback_url(url: str) -> str:
-    """Return ``url`` if it is an absolute http(s) URL with a host and no control characters or spaces."""
-    _require_str("callback_url", url)
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname or re.search(r"[\x00-\x20\x7f]", url):
-        raise ValueError(
-            "callback_url: expected an absolute http(s) URL without spaces or control characters, "
-            f"not {_one_line(url, 80)!r}"
-        )
-    return url
-
-
-def _page_headers(callback_url: str | None) -> dict[str, str]:
-    """Return the security headers of the emulator's HTML pages (the authorize page and its results).
-
-    No framing (clickjacking on Approve), no caching, nothing loaded from
-    elsewhere. NOTE: form-action also governs where the form's answer may
-    redirect, so the registered callback's origin must be listed beside
-    'self', or browsers block Approve's redirect to it.
-    """
-    form_action = "'self'"
-    if callback_url is not None:
-        parts = urlsplit(callback_url)
-        form_action += f" {parts.scheme}://{parts.netloc}"
-    policy = (
-        "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; "
-        f"frame-ancestors 'none'; form-action {form_action}"
-    )
-    return {"X-Frame-Options": "DENY", "Content-Security-Policy": policy, "Cache-Control": "no-store"}
-
-
 _AUTHORIZE_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>E*TRADE authorization (emulated)</title></head>
 <body><h1>Authorize {application}?</h1>
@@ -2925,102 +3046,6 @@ def _emulator_handler(emulator: Emulator) -> type:
 
 
 # ---- Command line ----
-
-# Known answers the selftest checks with nothing but this file. The full set,
-# with sources, is in vectors/ in the repository.
-_SELFTEST_BASE_STRING = (
-    "POST&http%3A%2F%2Fexample.com%2Frequest&a2%3Dr%2520b%26a3%3D2%2520q%26a3%3Da%26"
-    "b5%3D%253D%25253D%26c%2540%3D%26c2%3D%26oauth_consumer_key%3D9djdj82h48djs9d2%26"
-    "oauth_nonce%3D7d8f3e4a%26oauth_signature_method%3DHMAC-SHA1%26oauth_timestamp%3D"
-    "137131201%26oauth_token%3Dkkk9d7dh3k39sjv7"
-)
-_ETRADE_SAMPLE_HEADER = (
-    'OAuth\nrealm="",oauth_signature="FjoSQaFDKEDK1FJazlY3xArNflk%3D",oauth_nonce='
-    '"LTg2ODUzOTQ5MTEzMTY3MzQwMzE%3D",oauth_signature_method="HMAC-SHA1",'
-    'oauth_consumer_key=\u00a0"282683cc9e4b8fc81dea6bc687d46758",oauth_timestamp="1273254425",'
-    'oauth_verifier="Y27X25F",oauth_token=%2FiQRgQCRGPo7Xdk6G8QDSEzX0Jsy6sKNcULcDavAGgU%3D'
-)
-
-
-def _selftest_cases() -> list[tuple[str, Callable[[], object], object]]:
-    """Return (name, thunk, expected) known answers from RFC 5849 and E*TRADE."""
-    photos = dict(
-        consumer_key="dpf43f3p2l4k3l03",
-        consumer_secret="kd94hf93k423kf44",
-        token="nnch734d00sl2jdk",
-        token_secret="pfkkdhi9sl3r4s00",
-    )
-    return [
-        (
-            "RFC 5849 §3.6 encoding",
-            lambda: percent_encode("Ladies + Gentlemen\u2713"),
-            "Ladies%20%2B%20Gentlemen%E2%9C%93",
-        ),
-        (
-            "RFC 5849 §3.4.1.2 URI",
-            lambda: base_string_uri("https://www.example.net:8080/?q=1"),
-            "https://www.example.net:8080/",
-        ),
-        (
-            "RFC 5849 §3.4.1.1 base string",
-            lambda: signature_base_string(
-                "POST",
-                "http://example.com/request?b5=%3D%253D&a3=a&c%40=&a2=r%20b",
-                [
-                    ("oauth_consumer_key", "9djdj82h48djs9d2"),
-                    ("oauth_token", "kkk9d7dh3k39sjv7"),
-                    ("oauth_signature_method", "HMAC-SHA1"),
-                    ("oauth_timestamp", "137131201"),
-                    ("oauth_nonce", "7d8f3e4a"),
-                    ("c2", ""),
-                    ("a3", "2 q"),
-                ],
-            ),
-            _SELFTEST_BASE_STRING,
-        ),
-        (
-            "OAuth Core 1.0 Appendix A signature",
-            lambda: parse_authorization_header(
-                sign_request(
-                    "GET",
-                    "http://photos.example.net/photos?file=vacation.jpg&size=original",
-                    nonce="kllo9940pd9333jh",
-                    timestamp="1191242096",
-                    **photos,
-                )
-            )["oauth_signature"],
-            "tR3+Ty81lMeYAr/Fid0kMTYa/WM=",
-        ),
-        (
-            "RFC 5849 §3.4.4 PLAINTEXT",
-            lambda: signature("ignored", "kd94hf93k423kf44", "", "PLAINTEXT"),
-            "kd94hf93k423kf44&",
-        ),
-        (
-            "E*TRADE Get Access Token sample header",
-            lambda: parse_authorization_header(_ETRADE_SAMPLE_HEADER)["oauth_token"],
-            "/iQRgQCRGPo7Xdk6G8QDSEzX0Jsy6sKNcULcDavAGgU=",
-        ),
-    ]
-
-
-def _selftest() -> int:
-    """Run the embedded known answers; print one summary line; return 0 or 1."""
-    failed = []
-    cases = _selftest_cases()
-    for name, thunk, expected in cases:
-        try:
-            ok = thunk() == expected
-        except Exception:  # a crash is a failure to report, not to raise
-            ok = False
-        if not ok:
-            failed.append(name)
-    if failed:
-        print(f"selftest: {len(failed)} of {len(cases)} known answers FAILED: {'; '.join(failed)}")
-        return 1
-    print(f"selftest: {len(cases)} of {len(cases)} known answers passed (oauth1_etrade {__version__})")
-    return 0
-
 
 #: The command line's exit statuses (README, "The command line"; also in --help).
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_LOGIN_NEEDED = 0, 1, 2, 3
