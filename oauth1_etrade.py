@@ -455,6 +455,26 @@ def _is_form(content_type: str | None) -> bool:
     return content_type.partition(";")[0].strip().lower() == FORM_CONTENT_TYPE
 
 
+def _field_pairs(label: str, fields: object) -> list[tuple[str, str]]:
+    """Return a mapping or a list/tuple of (name, value) str pairs as a list."""
+    if isinstance(fields, Mapping):
+        items: Iterable[object] = fields.items()
+    elif isinstance(fields, (list, tuple)):
+        items = fields
+    else:
+        raise TypeError(
+            f"{label}: expected str, bytes, a mapping or a list of (name, value) pairs, "
+            f"but got {type(fields).__name__!r}"
+        )
+    pairs = []
+    for item in items:
+        if not isinstance(item, tuple) or len(item) != 2:
+            raise TypeError(f"{label}: each field must be a (name, value) pair")
+        name, value = item
+        pairs.append((_require_str(f"{label} field name", name), _require_str(f"{label} field value", value)))
+    return pairs
+
+
 def _body_parameters(body: object, content_type: str | None) -> list[Param]:
     """Return the body parameters that are signed, decoded (§3.4.1.3.1 item 3).
 
@@ -479,26 +499,6 @@ def _body_parameters(body: object, content_type: str | None) -> list[Param]:
             f"body: fields given as pairs are form fields; their content type must be {FORM_CONTENT_TYPE}"
         )
     return _field_pairs("body", body)  # type: ignore[return-value]
-
-
-def _field_pairs(label: str, fields: object) -> list[tuple[str, str]]:
-    """Return a mapping or a list/tuple of (name, value) str pairs as a list."""
-    if isinstance(fields, Mapping):
-        items: Iterable[object] = fields.items()
-    elif isinstance(fields, (list, tuple)):
-        items = fields
-    else:
-        raise TypeError(
-            f"{label}: expected str, bytes, a mapping or a list of (name, value) pairs, "
-            f"but got {type(fields).__name__!r}"
-        )
-    pairs = []
-    for item in items:
-        if not isinstance(item, tuple) or len(item) != 2:
-            raise TypeError(f"{label}: each field must be a (name, value) pair")
-        name, value = item
-        pairs.append((_require_str(f"{label} field name", name), _require_str(f"{label} field value", value)))
-    return pairs
 
 
 # ---- §3.4.1.1 Signature base string ----
@@ -1202,6 +1202,44 @@ def default_token_path() -> str:
     return os.path.join(base, "oauth1_etrade", "tokens.json")
 
 
+class _FileLock:
+    """An exclusive lock on a lock file (fcntl.flock, POSIX); a no-op where fcntl is missing."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._fd: int | None = None
+
+    def __enter__(self) -> bool:
+        """Take the lock; return whether there is one (False where fcntl is missing)."""
+        import os  # noqa: PLC0415
+
+        try:
+            import fcntl  # noqa: PLC0415
+        except ImportError:
+            return False
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), mode=0o700, exist_ok=True)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        return True
+
+    def __exit__(self, *exc: object) -> None:
+        import os  # noqa: PLC0415
+
+        if self._fd is not None:
+            os.close(self._fd)  # closing releases the lock
+            self._fd = None
+
+
+class _suppress_os_error:
+    """Context manager that ignores OSError (cleanup of a temporary file)."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, value: object, trace: object) -> bool:
+        return isinstance(value, OSError)
+
+
 class TokenStore:
     """Access tokens saved per consumer key and API host in one JSON file.
 
@@ -1362,44 +1400,6 @@ class TokenStore:
                 return
             del tokens[key]
             self._write(tokens, locked)
-
-
-class _FileLock:
-    """An exclusive lock on a lock file (fcntl.flock, POSIX); a no-op where fcntl is missing."""
-
-    def __init__(self, path: str):
-        self.path = path
-        self._fd: int | None = None
-
-    def __enter__(self) -> bool:
-        """Take the lock; return whether there is one (False where fcntl is missing)."""
-        import os  # noqa: PLC0415
-
-        try:
-            import fcntl  # noqa: PLC0415
-        except ImportError:
-            return False
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), mode=0o700, exist_ok=True)
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
-        return True
-
-    def __exit__(self, *exc: object) -> None:
-        import os  # noqa: PLC0415
-
-        if self._fd is not None:
-            os.close(self._fd)  # closing releases the lock
-            self._fd = None
-
-
-class _suppress_os_error:
-    """Context manager that ignores OSError (cleanup of a temporary file)."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: object, value: object, trace: object) -> bool:
-        return isinstance(value, OSError)
 
 
 # ---- E*TRADE: transport at the edge (http.client, kept alive) ----
@@ -1801,25 +1801,6 @@ def _who_answered(url: str) -> str:
     return "E*TRADE" if host == "etrade.com" or host.endswith(".etrade.com") else "the server"
 
 
-def _error_from(response: Response, action: str) -> OAuthError:
-    """Return the OAuthError for a non-2xx answer: the class from oauth_problem, advice in the message."""
-    problem, detail = _problem_and_detail(response)
-    kind = RateLimitError if response.status == 429 else _PROBLEM_ERRORS.get(problem or "", OAuthError)
-    message = f"{action}: {_who_answered(response.url)} answered HTTP {response.status}"
-    if problem:
-        message += f" ({problem})"
-    if detail and (problem is None or problem not in detail):
-        message += f": {detail}"
-    if kind in _ADVICE:
-        message += f"; {_ADVICE[kind]}"
-    if kind is RateLimitError:
-        retry_after = _retry_after(response.headers)
-        if retry_after is not None:
-            message += f" (Retry-After: {retry_after:g} s)"
-        return RateLimitError(message, status=response.status, problem=problem, retry_after=retry_after)
-    return kind(message, status=response.status, problem=problem)
-
-
 def _retry_after(headers: Mapping[str, str]) -> float | None:
     """Return Retry-After in seconds: delay-seconds or an HTTP-date (RFC 9110 §10.2.3), else None.
 
@@ -1838,6 +1819,25 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
     return max(0.0, when - now)
+
+
+def _error_from(response: Response, action: str) -> OAuthError:
+    """Return the OAuthError for a non-2xx answer: the class from oauth_problem, advice in the message."""
+    problem, detail = _problem_and_detail(response)
+    kind = RateLimitError if response.status == 429 else _PROBLEM_ERRORS.get(problem or "", OAuthError)
+    message = f"{action}: {_who_answered(response.url)} answered HTTP {response.status}"
+    if problem:
+        message += f" ({problem})"
+    if detail and (problem is None or problem not in detail):
+        message += f": {detail}"
+    if kind in _ADVICE:
+        message += f"; {_ADVICE[kind]}"
+    if kind is RateLimitError:
+        retry_after = _retry_after(response.headers)
+        if retry_after is not None:
+            message += f" (Retry-After: {retry_after:g} s)"
+        return RateLimitError(message, status=response.status, problem=problem, retry_after=retry_after)
+    return kind(message, status=response.status, problem=problem)
 
 
 def _parse_token_response(response: Response, action: str) -> dict[str, str]:
@@ -2651,6 +2651,170 @@ def _page_headers(callback_url: str | None) -> dict[str, str]:
     return {"X-Frame-Options": "DENY", "Content-Security-Policy": policy, "Cache-Control": "no-store"}
 
 
+_AUTHORIZE_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>E*TRADE authorization (emulated)</title></head>
+<body><h1>Authorize {application}?</h1>
+<p><b>{application}</b> asks to use your E*TRADE account through the API
+(offline emulator of oauth1_etrade).</p>
+<form method="post" action="/e/t/etws/authorize">
+<input type="hidden" name="key" value="{key}"><input type="hidden" name="token" value="{token}">
+<button type="submit" name="decision" value="approve" id="approve">Approve</button>
+<button type="submit" name="decision" value="deny" id="deny">Deny</button>
+</form></body></html>
+"""
+
+# A page with one heading and one paragraph: the emulator's results and the login listener's answers.
+_RESULT_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title></head>
+<body><h1>{title}</h1><p>{text}</p></body></html>
+"""
+
+
+def _emulator_handler(emulator: Emulator) -> type:
+    """Return the http.server request handler class bound to ``emulator``."""
+    import html  # noqa: PLC0415
+    import http.server  # noqa: PLC0415
+    import json  # noqa: PLC0415
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        server_version = "oauth1_etrade-emulator"
+        timeout = 30  # an idle connection gives up its thread
+
+        def handle(self) -> None:
+            import socket  # noqa: PLC0415
+
+            # A TLS ClientHello (first byte 0x16) has no line end: http.server
+            # would wait on it for ever. Say what happened and hang up.
+            if self.request.recv(1, socket.MSG_PEEK) == b"\x16":
+                _logger_debug(
+                    "emulator: a TLS handshake from %s; the emulator speaks plain http", self.client_address
+                )
+                return
+            super().handle()
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            _logger_debug("emulator: " + format, *args)
+
+        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+            status = getattr(code, "value", code)  # an HTTPStatus, or "-"
+            # A request line that did not parse leaves command and path unset.
+            command, path = getattr(self, "command", None) or "-", getattr(self, "path", "") or ""
+            emulator.log.append(f"{command} {urlsplit(path).path} -> {status}")
+
+        def date_time_string(self, timestamp: float | None = None) -> str:
+            # The Date header follows the emulator's clock (for clock-skew tests).
+            return super().date_time_string(emulator.clock() if timestamp is None else timestamp)
+
+        def _send_body(
+            self, status: int, body: str, content_type: str, extra: Mapping[str, str] = {}
+        ) -> None:  # noqa: B006
+            data = body.encode("utf-8")
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            if content_type.startswith("text/html"):
+                for name, value in _page_headers(emulator.callback_url).items():
+                    self.send_header(name, value)
+            for name, value in extra.items():
+                self.send_header(name, value)
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+
+        def _refuse(self, refusal: _Refusal) -> None:
+            fields = {"oauth_problem": refusal.problem, **refusal.extra}
+            body = "&".join(f"{k}={percent_encode(v)}" for k, v in fields.items())
+            self._send_body(refusal.status, body, FORM_CONTENT_TYPE)
+
+        def _url(self) -> str:
+            return f"http://{self.headers.get('Host', '127.0.0.1')}{self.path}"
+
+        def do_GET(self) -> None:  # noqa: N802
+            path = urlsplit(self.path).path
+            try:
+                if path.startswith("/oauth/"):
+                    status, body = emulator.handle_oauth(
+                        "GET", path, self._url(), self.headers.get("Authorization")
+                    )
+                    self._send_body(status, body, "text/plain" if "=" not in body else FORM_CONTENT_TYPE)
+                elif path == "/e/t/etws/authorize":
+                    self._authorize_page()
+                elif path.startswith("/v1/"):
+                    data = emulator.handle_api("GET", path, self._url(), self.headers.get("Authorization"))
+                    self._send_data(path, data)
+                else:
+                    raise _Refusal(404, "parameter_rejected")
+            except _Refusal as refusal:
+                self._refuse(refusal)
+
+        def _send_data(self, path: str, data: object) -> None:
+            wants_json = path.endswith(".json") or "application/json" in self.headers.get("Accept", "")
+            if wants_json:
+                self._send_body(200, json.dumps(data, indent=2), "application/json")
+            else:
+                ((name, value),) = data.items()  # type: ignore[attr-defined]
+                body = '<?xml version="1.0" encoding="UTF-8"?>' + _to_xml(name, value)
+                self._send_body(200, body, "application/xml")
+
+        def _authorize_page(self) -> None:
+            query = dict(_parse_form(urlsplit(self.path).query))
+            key, token = query.get("key"), query.get("token")
+            with emulator._lock:
+                record = emulator._request_tokens.get(token) if isinstance(token, str) else None
+            if key != emulator.consumer_key or record is None or record["state"] != "pending":
+                self._result(400, "Invalid request", "Unknown key or request token.")
+                return
+            page = _AUTHORIZE_PAGE.format(
+                application=html.escape(emulator.application),
+                key=html.escape(str(key)),
+                token=html.escape(str(token)),
+            )
+            self._send_body(200, page, "text/html; charset=utf-8")
+
+        def do_POST(self) -> None:  # noqa: N802
+            if urlsplit(self.path).path != "/e/t/etws/authorize":
+                self._not_allowed()
+                return
+            length = self.headers.get("Content-Length") or "0"
+            if not length.isdigit() or int(length) > 65536:
+                self._send_body(413, "a form of at most 65536 bytes, with its Content-Length", "text/plain")
+                return
+            form = dict(_parse_form(self.rfile.read(int(length)).decode("utf-8", errors="replace")))
+            key, token = str(form.get("key", "")), str(form.get("token", ""))
+            try:
+                with emulator._lock:
+                    verifier = emulator.authorize(key, token, form.get("decision") == "approve")
+            except _Refusal:
+                self._result(400, "Invalid request", "Unknown or expired request token.")
+                return
+            if verifier is None:
+                self._result(200, "Access denied", "You denied the application access.")
+            elif emulator.callback_url:
+                joiner = "&" if "?" in emulator.callback_url else "?"
+                query = f"oauth_verifier={verifier}&oauth_token={percent_encode(token)}"
+                location = f"{emulator.callback_url}{joiner}{query}"
+                self._send_body(302, "", "text/plain", {"Location": location})
+            else:
+                text = (
+                    f'Enter this verification code in the application: <code id="verifier">{verifier}</code>'
+                )
+                self._result(200, "Authorization complete", text)
+
+        def _result(self, status: int, title: str, text: str) -> None:
+            page = _RESULT_PAGE.format(title=f"E*TRADE (emulated): {title}", text=text)
+            self._send_body(status, page, "text/html; charset=utf-8")
+
+        def _not_allowed(self) -> None:
+            self._refuse(_Refusal(405, "parameter_rejected"))
+
+        do_PUT = do_DELETE = do_PATCH = _not_allowed  # noqa: N815
+
+        def do_HEAD(self) -> None:  # noqa: N802
+            self._not_allowed()
+
+    return Handler
+
+
 class Emulator:
     """An offline stand-in for E*TRADE's OAuth provider and a few read-only API resources.
 
@@ -2881,170 +3045,6 @@ class Emulator:
         raise _Refusal(404, "parameter_rejected")
 
 
-_AUTHORIZE_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>E*TRADE authorization (emulated)</title></head>
-<body><h1>Authorize {application}?</h1>
-<p><b>{application}</b> asks to use your E*TRADE account through the API
-(offline emulator of oauth1_etrade).</p>
-<form method="post" action="/e/t/etws/authorize">
-<input type="hidden" name="key" value="{key}"><input type="hidden" name="token" value="{token}">
-<button type="submit" name="decision" value="approve" id="approve">Approve</button>
-<button type="submit" name="decision" value="deny" id="deny">Deny</button>
-</form></body></html>
-"""
-
-# A page with one heading and one paragraph: the emulator's results and the login listener's answers.
-_RESULT_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{title}</title></head>
-<body><h1>{title}</h1><p>{text}</p></body></html>
-"""
-
-
-def _emulator_handler(emulator: Emulator) -> type:
-    """Return the http.server request handler class bound to ``emulator``."""
-    import html  # noqa: PLC0415
-    import http.server  # noqa: PLC0415
-    import json  # noqa: PLC0415
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        server_version = "oauth1_etrade-emulator"
-        timeout = 30  # an idle connection gives up its thread
-
-        def handle(self) -> None:
-            import socket  # noqa: PLC0415
-
-            # A TLS ClientHello (first byte 0x16) has no line end: http.server
-            # would wait on it for ever. Say what happened and hang up.
-            if self.request.recv(1, socket.MSG_PEEK) == b"\x16":
-                _logger_debug(
-                    "emulator: a TLS handshake from %s; the emulator speaks plain http", self.client_address
-                )
-                return
-            super().handle()
-
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-            _logger_debug("emulator: " + format, *args)
-
-        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-            status = getattr(code, "value", code)  # an HTTPStatus, or "-"
-            # A request line that did not parse leaves command and path unset.
-            command, path = getattr(self, "command", None) or "-", getattr(self, "path", "") or ""
-            emulator.log.append(f"{command} {urlsplit(path).path} -> {status}")
-
-        def date_time_string(self, timestamp: float | None = None) -> str:
-            # The Date header follows the emulator's clock (for clock-skew tests).
-            return super().date_time_string(emulator.clock() if timestamp is None else timestamp)
-
-        def _send_body(
-            self, status: int, body: str, content_type: str, extra: Mapping[str, str] = {}
-        ) -> None:  # noqa: B006
-            data = body.encode("utf-8")
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(data)))
-            if content_type.startswith("text/html"):
-                for name, value in _page_headers(emulator.callback_url).items():
-                    self.send_header(name, value)
-            for name, value in extra.items():
-                self.send_header(name, value)
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(data)
-
-        def _refuse(self, refusal: _Refusal) -> None:
-            fields = {"oauth_problem": refusal.problem, **refusal.extra}
-            body = "&".join(f"{k}={percent_encode(v)}" for k, v in fields.items())
-            self._send_body(refusal.status, body, FORM_CONTENT_TYPE)
-
-        def _url(self) -> str:
-            return f"http://{self.headers.get('Host', '127.0.0.1')}{self.path}"
-
-        def do_GET(self) -> None:  # noqa: N802
-            path = urlsplit(self.path).path
-            try:
-                if path.startswith("/oauth/"):
-                    status, body = emulator.handle_oauth(
-                        "GET", path, self._url(), self.headers.get("Authorization")
-                    )
-                    self._send_body(status, body, "text/plain" if "=" not in body else FORM_CONTENT_TYPE)
-                elif path == "/e/t/etws/authorize":
-                    self._authorize_page()
-                elif path.startswith("/v1/"):
-                    data = emulator.handle_api("GET", path, self._url(), self.headers.get("Authorization"))
-                    self._send_data(path, data)
-                else:
-                    raise _Refusal(404, "parameter_rejected")
-            except _Refusal as refusal:
-                self._refuse(refusal)
-
-        def _send_data(self, path: str, data: object) -> None:
-            wants_json = path.endswith(".json") or "application/json" in self.headers.get("Accept", "")
-            if wants_json:
-                self._send_body(200, json.dumps(data, indent=2), "application/json")
-            else:
-                ((name, value),) = data.items()  # type: ignore[attr-defined]
-                body = '<?xml version="1.0" encoding="UTF-8"?>' + _to_xml(name, value)
-                self._send_body(200, body, "application/xml")
-
-        def _authorize_page(self) -> None:
-            query = dict(_parse_form(urlsplit(self.path).query))
-            key, token = query.get("key"), query.get("token")
-            with emulator._lock:
-                record = emulator._request_tokens.get(token) if isinstance(token, str) else None
-            if key != emulator.consumer_key or record is None or record["state"] != "pending":
-                self._result(400, "Invalid request", "Unknown key or request token.")
-                return
-            page = _AUTHORIZE_PAGE.format(
-                application=html.escape(emulator.application),
-                key=html.escape(str(key)),
-                token=html.escape(str(token)),
-            )
-            self._send_body(200, page, "text/html; charset=utf-8")
-
-        def do_POST(self) -> None:  # noqa: N802
-            if urlsplit(self.path).path != "/e/t/etws/authorize":
-                self._not_allowed()
-                return
-            length = self.headers.get("Content-Length") or "0"
-            if not length.isdigit() or int(length) > 65536:
-                self._send_body(413, "a form of at most 65536 bytes, with its Content-Length", "text/plain")
-                return
-            form = dict(_parse_form(self.rfile.read(int(length)).decode("utf-8", errors="replace")))
-            key, token = str(form.get("key", "")), str(form.get("token", ""))
-            try:
-                with emulator._lock:
-                    verifier = emulator.authorize(key, token, form.get("decision") == "approve")
-            except _Refusal:
-                self._result(400, "Invalid request", "Unknown or expired request token.")
-                return
-            if verifier is None:
-                self._result(200, "Access denied", "You denied the application access.")
-            elif emulator.callback_url:
-                joiner = "&" if "?" in emulator.callback_url else "?"
-                query = f"oauth_verifier={verifier}&oauth_token={percent_encode(token)}"
-                location = f"{emulator.callback_url}{joiner}{query}"
-                self._send_body(302, "", "text/plain", {"Location": location})
-            else:
-                text = (
-                    f'Enter this verification code in the application: <code id="verifier">{verifier}</code>'
-                )
-                self._result(200, "Authorization complete", text)
-
-        def _result(self, status: int, title: str, text: str) -> None:
-            page = _RESULT_PAGE.format(title=f"E*TRADE (emulated): {title}", text=text)
-            self._send_body(status, page, "text/html; charset=utf-8")
-
-        def _not_allowed(self) -> None:
-            self._refuse(_Refusal(405, "parameter_rejected"))
-
-        do_PUT = do_DELETE = do_PATCH = _not_allowed  # noqa: N815
-
-        def do_HEAD(self) -> None:  # noqa: N802
-            self._not_allowed()
-
-    return Handler
-
-
 # ---- Command line ----
 
 #: The command line's exit statuses (README, "The command line"; also in --help).
@@ -3180,142 +3180,7 @@ def _pending_logins(session: ETradeSession) -> TokenStore:
     return TokenStore(os.path.join(folder, "pending-login.json"))
 
 
-def _cmd_login(args: object) -> int:
-    session = _session(args)
-    finish = getattr(args, "finish", None)
-    if finish is not None:
-        return _login_finish(session, finish)
-    session.get_request_token()
-    url = session.authorize_url()
-    if getattr(args, "start", False):
-        request_token = session.request_token
-        assert request_token is not None  # noqa: S101 (set by get_request_token)
-        _pending_logins(session).save(session.consumer_key, session.api_base, request_token)
-        print("Open this page, log in to E*TRADE and approve the application:")
-        print(f"  {url}")
-        print("then, within 5 minutes: oauth1_etrade login --finish VERIFIER_OR_URL")
-        return EXIT_OK
-    print("Open this page, log in to E*TRADE and approve the application:", flush=True)
-    print(f"  {url}", flush=True)
-    if not getattr(args, "no_browser", False):
-        import webbrowser  # noqa: PLC0415
-
-        webbrowser.open(url)
-    _login_interactive(session, getattr(args, "callback_port", None))
-    print(
-        f"Logged in. The access token is saved in {_store_path(session)}; it expires at midnight US Eastern."
-    )
-    return EXIT_OK
-
-
-def _login_finish(session: ETradeSession, answer: str) -> int:
-    """Finish the login that `login --start` began: exchange the verifier for an access token."""
-    pending = _pending_logins(session)
-    request_token = pending.load(session.consumer_key, session.api_base)
-    if request_token is None:
-        raise _CliError("no login was started for this key and host: run: oauth1_etrade login --start", 3)
-    if session._clock() - request_token.issued_at >= REQUEST_TOKEN_LIFETIME:
-        pending.delete(session.consumer_key, session.api_base)
-        raise _CliError(
-            "the login started with --start has expired (E*TRADE request tokens live 5 minutes); "
-            "start again: oauth1_etrade login --start",
-            EXIT_LOGIN_NEEDED,
-        )
-    problem = _pasted_problem(answer, request_token.token)
-    if problem:
-        raise _CliError(f"{problem}; give the verifier code or the whole URL you landed on")
-    session.request_token = request_token
-    session.get_access_token(answer)
-    pending.delete(session.consumer_key, session.api_base)
-    print(
-        f"Logged in. The access token is saved in {_store_path(session)}; it expires at midnight US Eastern."
-    )
-    return EXIT_OK
-
-
 _PASTE_PROMPT = "Paste the verifier code (or the whole URL you landed on): "
-
-
-def _login_interactive(session: ETradeSession, port: int | None) -> None:
-    """Take the verifier from the paste prompt and, with ``port``, from E*TRADE's redirect too.
-
-    Both listen at once and the first valid answer wins, while the request
-    token lives (5 minutes). A bad paste re-prompts with its reason; a
-    verifier the server refuses is reported and re-prompted once more.
-    """
-    import queue  # noqa: PLC0415
-    import threading  # noqa: PLC0415
-
-    request_token = session.request_token
-    assert request_token is not None  # noqa: S101 (set by get_request_token)
-    answers: queue.Queue[tuple[str, str]] = queue.Queue()
-    listener = None if port is None else _callback_listener(port, request_token.token, answers)
-    threading.Thread(target=_read_pastes, args=(answers,), name="oauth1_etrade-paste", daemon=True).start()
-    try:
-        if listener is not None:
-            print(f"Waiting for E*TRADE to redirect to http://127.0.0.1:{port}/ ...", flush=True)
-        print(_PASTE_PROMPT, end="", flush=True)
-        _first_accepted_answer(session, answers, listening=listener is not None)
-    finally:
-        if listener is not None:
-            listener.shutdown()
-            listener.server_close()
-
-
-def _read_pastes(answers: queue.Queue[tuple[str, str]]) -> None:
-    """Put each line typed at the prompt in ``answers``; ("eof", "") when input ends."""
-    for line in sys.stdin:
-        answers.put(("paste", line.strip()))
-    answers.put(("eof", ""))
-
-
-def _first_accepted_answer(
-    session: ETradeSession, answers: queue.Queue[tuple[str, str]], *, listening: bool
-) -> None:
-    """Exchange answers for an access token until one is accepted, or the request token expires."""
-    import queue  # noqa: PLC0415
-
-    request_token = session.request_token
-    assert request_token is not None  # noqa: S101
-    deadline = time.monotonic() + REQUEST_TOKEN_LIFETIME - (session._clock() - request_token.issued_at)
-    refused_pastes = 0
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise _CliError(
-                "no verifier arrived within the request token's 5 minutes; start again: oauth1_etrade login",
-                EXIT_LOGIN_NEEDED,
-            )
-        try:
-            source, text = answers.get(timeout=left)
-        except queue.Empty:
-            continue
-        if source == "eof":
-            if not listening:
-                raise _CliError(
-                    "no verifier given (input ended); from scripts use login --start and --finish"
-                )
-            continue
-        problem = _pasted_problem(text, request_token.token) if source == "paste" else None
-        if problem:
-            print(f"{problem}.\n{_PASTE_PROMPT}", end="", flush=True)
-            continue
-        try:
-            session.get_access_token(text)
-            return
-        except VerifierInvalidError as refused:
-            if source == "paste":
-                refused_pastes += 1
-                if refused_pastes > 1:
-                    raise
-            print(
-                f"\nThe server refused that verifier ({refused.problem}).\n{_PASTE_PROMPT}",
-                end="",
-                flush=True,
-            )
-        finally:
-            if source == "callback":
-                print("\nE*TRADE redirected to this machine with the verifier.", flush=True)
 
 
 def _pasted_problem(text: str, request_token: str) -> str | None:
@@ -3331,6 +3196,20 @@ def _pasted_problem(text: str, request_token: str) -> str | None:
     token = next((v for n, v in query if n == "oauth_token"), None)
     if token is not None and token != request_token:
         return "That URL is for another login (its oauth_token is not this login's request token)"
+    return None
+
+
+def _callback_problem(path: str, fetch_dest: str | None, request_token: str) -> str | None:
+    """Return why a request to the login listener is not E*TRADE's redirect, or None."""
+    if fetch_dest is not None and fetch_dest != "document":
+        return f"Not a page navigation (Sec-Fetch-Dest: {_one_line(fetch_dest, 40)})"
+    query = _callback_query(path) or []
+    verifier = next((v for n, v in query if n == "oauth_verifier"), None)
+    if not isinstance(verifier, str) or not verifier:
+        return "No oauth_verifier in this request"
+    token = next((v for n, v in query if n == "oauth_token"), None)
+    if token is not None and token != request_token:
+        return "This oauth_token is not the pending login's request token"
     return None
 
 
@@ -3392,18 +3271,139 @@ def _callback_listener(
     return listener
 
 
-def _callback_problem(path: str, fetch_dest: str | None, request_token: str) -> str | None:
-    """Return why a request to the login listener is not E*TRADE's redirect, or None."""
-    if fetch_dest is not None and fetch_dest != "document":
-        return f"Not a page navigation (Sec-Fetch-Dest: {_one_line(fetch_dest, 40)})"
-    query = _callback_query(path) or []
-    verifier = next((v for n, v in query if n == "oauth_verifier"), None)
-    if not isinstance(verifier, str) or not verifier:
-        return "No oauth_verifier in this request"
-    token = next((v for n, v in query if n == "oauth_token"), None)
-    if token is not None and token != request_token:
-        return "This oauth_token is not the pending login's request token"
-    return None
+def _read_pastes(answers: queue.Queue[tuple[str, str]]) -> None:
+    """Put each line typed at the prompt in ``answers``; ("eof", "") when input ends."""
+    for line in sys.stdin:
+        answers.put(("paste", line.strip()))
+    answers.put(("eof", ""))
+
+
+def _first_accepted_answer(
+    session: ETradeSession, answers: queue.Queue[tuple[str, str]], *, listening: bool
+) -> None:
+    """Exchange answers for an access token until one is accepted, or the request token expires."""
+    import queue  # noqa: PLC0415
+
+    request_token = session.request_token
+    assert request_token is not None  # noqa: S101
+    deadline = time.monotonic() + REQUEST_TOKEN_LIFETIME - (session._clock() - request_token.issued_at)
+    refused_pastes = 0
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise _CliError(
+                "no verifier arrived within the request token's 5 minutes; start again: oauth1_etrade login",
+                EXIT_LOGIN_NEEDED,
+            )
+        try:
+            source, text = answers.get(timeout=left)
+        except queue.Empty:
+            continue
+        if source == "eof":
+            if not listening:
+                raise _CliError(
+                    "no verifier given (input ended); from scripts use login --start and --finish"
+                )
+            continue
+        problem = _pasted_problem(text, request_token.token) if source == "paste" else None
+        if problem:
+            print(f"{problem}.\n{_PASTE_PROMPT}", end="", flush=True)
+            continue
+        try:
+            session.get_access_token(text)
+            return
+        except VerifierInvalidError as refused:
+            if source == "paste":
+                refused_pastes += 1
+                if refused_pastes > 1:
+                    raise
+            print(
+                f"\nThe server refused that verifier ({refused.problem}).\n{_PASTE_PROMPT}",
+                end="",
+                flush=True,
+            )
+        finally:
+            if source == "callback":
+                print("\nE*TRADE redirected to this machine with the verifier.", flush=True)
+
+
+def _login_interactive(session: ETradeSession, port: int | None) -> None:
+    """Take the verifier from the paste prompt and, with ``port``, from E*TRADE's redirect too.
+
+    Both listen at once and the first valid answer wins, while the request
+    token lives (5 minutes). A bad paste re-prompts with its reason; a
+    verifier the server refuses is reported and re-prompted once more.
+    """
+    import queue  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    request_token = session.request_token
+    assert request_token is not None  # noqa: S101 (set by get_request_token)
+    answers: queue.Queue[tuple[str, str]] = queue.Queue()
+    listener = None if port is None else _callback_listener(port, request_token.token, answers)
+    threading.Thread(target=_read_pastes, args=(answers,), name="oauth1_etrade-paste", daemon=True).start()
+    try:
+        if listener is not None:
+            print(f"Waiting for E*TRADE to redirect to http://127.0.0.1:{port}/ ...", flush=True)
+        print(_PASTE_PROMPT, end="", flush=True)
+        _first_accepted_answer(session, answers, listening=listener is not None)
+    finally:
+        if listener is not None:
+            listener.shutdown()
+            listener.server_close()
+
+
+def _login_finish(session: ETradeSession, answer: str) -> int:
+    """Finish the login that `login --start` began: exchange the verifier for an access token."""
+    pending = _pending_logins(session)
+    request_token = pending.load(session.consumer_key, session.api_base)
+    if request_token is None:
+        raise _CliError("no login was started for this key and host: run: oauth1_etrade login --start", 3)
+    if session._clock() - request_token.issued_at >= REQUEST_TOKEN_LIFETIME:
+        pending.delete(session.consumer_key, session.api_base)
+        raise _CliError(
+            "the login started with --start has expired (E*TRADE request tokens live 5 minutes); "
+            "start again: oauth1_etrade login --start",
+            EXIT_LOGIN_NEEDED,
+        )
+    problem = _pasted_problem(answer, request_token.token)
+    if problem:
+        raise _CliError(f"{problem}; give the verifier code or the whole URL you landed on")
+    session.request_token = request_token
+    session.get_access_token(answer)
+    pending.delete(session.consumer_key, session.api_base)
+    print(
+        f"Logged in. The access token is saved in {_store_path(session)}; it expires at midnight US Eastern."
+    )
+    return EXIT_OK
+
+
+def _cmd_login(args: object) -> int:
+    session = _session(args)
+    finish = getattr(args, "finish", None)
+    if finish is not None:
+        return _login_finish(session, finish)
+    session.get_request_token()
+    url = session.authorize_url()
+    if getattr(args, "start", False):
+        request_token = session.request_token
+        assert request_token is not None  # noqa: S101 (set by get_request_token)
+        _pending_logins(session).save(session.consumer_key, session.api_base, request_token)
+        print("Open this page, log in to E*TRADE and approve the application:")
+        print(f"  {url}")
+        print("then, within 5 minutes: oauth1_etrade login --finish VERIFIER_OR_URL")
+        return EXIT_OK
+    print("Open this page, log in to E*TRADE and approve the application:", flush=True)
+    print(f"  {url}", flush=True)
+    if not getattr(args, "no_browser", False):
+        import webbrowser  # noqa: PLC0415
+
+        webbrowser.open(url)
+    _login_interactive(session, getattr(args, "callback_port", None))
+    print(
+        f"Logged in. The access token is saved in {_store_path(session)}; it expires at midnight US Eastern."
+    )
+    return EXIT_OK
 
 
 def _cmd_status(args: object) -> int:
@@ -3556,10 +3556,6 @@ def _cmd_serve(args: object) -> int:
     return EXIT_OK
 
 
-def _cmd_demo(args: object) -> int:
-    return _demo()
-
-
 def _demo_trace(exchanges: list[str]) -> Callable[[str, str, str, Response], None]:
     """Return a session trace that prints each exchange as the demo shows it."""
 
@@ -3656,6 +3652,10 @@ def _demo() -> int:
     return 0
 
 
+def _cmd_demo(args: object) -> int:
+    return _demo()
+
+
 _COMMANDS: Mapping[str, tuple[Callable[[object], int], str]] = {
     "demo": (_cmd_demo, "run the whole E*TRADE flow against the offline emulator, step by step"),
     "login": (_cmd_login, "log in: request token, authorize page, verifier, access token (saved)"),
@@ -3738,36 +3738,6 @@ def _parser() -> object:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit status.
-
-    Expected failures print one line to stderr, never a traceback, and
-    return 1, or 3 when only a browser login helps (EXIT_LOGIN_NEEDED).
-    """
-    import warnings  # noqa: PLC0415
-
-    parser = _parser()
-    args = parser.parse_args(argv)  # type: ignore[attr-defined]
-    handler, _ = _COMMANDS[args.command]
-    where = f"oauth1_etrade {args.command}"
-    with _verbose_logging(bool(args.verbose)), warnings.catch_warnings():
-        warnings.showwarning = lambda message, *rest: print(f"{where}: warning: {message}", file=sys.stderr)
-        try:
-            return handler(args)
-        except LoginRequiredError as exc:
-            print(f"{where}: {_cli_words(exc)}", file=sys.stderr)
-            return EXIT_LOGIN_NEEDED
-        except _CliError as exc:
-            print(f"{where}: {exc}", file=sys.stderr)
-            return exc.status
-        except (OAuthError, TokenFileError, ValueError, TypeError, OSError) as exc:
-            print(f"{where}: {_cli_words(exc)}", file=sys.stderr)
-            return EXIT_FAILURE
-        except KeyboardInterrupt:
-            print(f"{where}: interrupted", file=sys.stderr)
-            return 130
-
-
 class _verbose_logging:
     """Context manager: with ``on``, the oauth1_etrade logger writes DEBUG lines to stderr."""
 
@@ -3796,6 +3766,36 @@ class _verbose_logging:
     def __exit__(self, *exc: object) -> None:
         if self._undo is not None:
             self._undo()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status.
+
+    Expected failures print one line to stderr, never a traceback, and
+    return 1, or 3 when only a browser login helps (EXIT_LOGIN_NEEDED).
+    """
+    import warnings  # noqa: PLC0415
+
+    parser = _parser()
+    args = parser.parse_args(argv)  # type: ignore[attr-defined]
+    handler, _ = _COMMANDS[args.command]
+    where = f"oauth1_etrade {args.command}"
+    with _verbose_logging(bool(args.verbose)), warnings.catch_warnings():
+        warnings.showwarning = lambda message, *rest: print(f"{where}: warning: {message}", file=sys.stderr)
+        try:
+            return handler(args)
+        except LoginRequiredError as exc:
+            print(f"{where}: {_cli_words(exc)}", file=sys.stderr)
+            return EXIT_LOGIN_NEEDED
+        except _CliError as exc:
+            print(f"{where}: {exc}", file=sys.stderr)
+            return exc.status
+        except (OAuthError, TokenFileError, ValueError, TypeError, OSError) as exc:
+            print(f"{where}: {_cli_words(exc)}", file=sys.stderr)
+            return EXIT_FAILURE
+        except KeyboardInterrupt:
+            print(f"{where}: interrupted", file=sys.stderr)
+            return 130
 
 
 if __name__ == "__main__":
