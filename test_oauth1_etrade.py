@@ -100,6 +100,14 @@ no_ctl_texts = st.text(st.characters(blacklist_categories=("Cs",), blacklist_cha
 pair_lists = st.lists(st.tuples(no_ctl_texts, no_ctl_texts), max_size=12)
 
 
+# (Under mutation testing, where every mutant reruns the tests, 100 suffice.)
+FUZZ_EXAMPLES = 100 if os.environ.get("MUTANT_UNDER_TEST") else 1000
+fuzz = settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+
+# ============================================================================
+# Part I. RFC 5849 (the module's Part I: no I/O)
+# ============================================================================
+
 # ---- Constants and errors ----
 
 
@@ -111,6 +119,137 @@ def test_public_names_exist():
 def test_oauth_error_carries_status_and_problem():
     err = oa.OAuthError("token_rejected", status=401, problem="token_rejected")
     assert (err.status, err.problem, str(err)) == (401, "token_rejected", "token_rejected")
+
+
+@pytest.mark.parametrize(
+    "call, label",
+    [
+        (lambda: oa.authorization_header({}, realm=1), "realm"),
+        (lambda: oa.authorization_header({}, realm="a\nb"), "realm"),
+        (lambda: oa.authorization_header({1: "v"}), "parameter name"),
+        (lambda: oa.authorization_header({"n": 1}), "n"),
+        (
+            lambda: oa.sign_request(
+                "POST", "https://e.com/", consumer_key="k", consumer_secret="s", body="a=1", content_type=1
+            ),
+            "content_type",
+        ),
+        (
+            lambda: oa.sign_request(
+                "POST", "https://e.com/", consumer_key="k", consumer_secret="s", body=[(1, "v")]
+            ),
+            "body field name",
+        ),
+        (
+            lambda: oa.sign_request(
+                "POST", "https://e.com/", consumer_key="k", consumer_secret="s", body=[("n", 1)]
+            ),
+            "body field value",
+        ),
+        (
+            lambda: oa.sign_request("POST", "https://e.com/", consumer_key="k", consumer_secret="s", body=7),
+            "but got 'int'",
+        ),
+        (lambda: oa.signature(1, "s"), "base_string"),
+        (lambda: oa.signature("b", 1), "consumer_secret"),
+        (lambda: oa.signature("b", "s", 1), "token_secret"),
+        (lambda: oa.normalize_parameters([("a", "\n")]), "a parameter contains"),
+        (
+            lambda: oa.sign_request(
+                "GET", "https://e.com/", consumer_key="k", consumer_secret="s", token="\r"
+            ),
+            "token contains",
+        ),
+    ],
+)
+def test_errors_name_what_was_wrong(call, label):
+    with pytest.raises((TypeError, ValueError)) as error:
+        call()
+    assert label in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "call, kind, message",
+    [
+        (
+            lambda: oa.signature_base_string(1, "https://e.com/"),
+            TypeError,
+            "method: expected str, but got 'int'",
+        ),
+        (
+            lambda: oa.signature_base_string("G\nET", "https://e.com/"),
+            ValueError,
+            "method contains a CR, LF or NUL character; refusing to sign it",
+        ),
+        (lambda: oa.signature_base_string("", "https://e.com/"), ValueError, "method: must not be empty"),
+        (
+            lambda: oa.signature_base_string("GET", "https://e.com/", [("a", "\n")]),
+            ValueError,
+            "a parameter contains a CR, LF or NUL character; refusing to sign it",
+        ),
+        (
+            lambda: oa.base_string_uri("https://e.com/\n"),
+            ValueError,
+            "url contains a CR, LF or NUL character; refusing to sign it",
+        ),
+        (
+            lambda: oa.base_string_uri("ftp://e.com/"),
+            ValueError,
+            "url: scheme must be http or https, not 'ftp'",
+        ),
+        (lambda: oa.base_string_uri("http:///x"), ValueError, "url: has no host"),
+        (
+            lambda: oa.base_string_uri("http://e.com:99999/"),
+            ValueError,
+            "url: port is not a number from 0 to 65535",
+        ),
+        (lambda: oa.percent_encode(1.5), TypeError, "percent_encode: expected str or bytes, but got 'float'"),
+        (
+            lambda: oa.signature("b", "s", signature_method=None),
+            TypeError,
+            "signature_method: expected str, but got 'NoneType'",
+        ),
+        (
+            lambda: oa.signature("b", "s", signature_method="HMAC-MD5"),
+            ValueError,
+            "signature_method: unsupported 'HMAC-MD5'; use one of "
+            "HMAC-SHA1, HMAC-SHA256, HMAC-SHA512, PLAINTEXT",
+        ),
+        (
+            lambda: oa.signature("b", "s", signature_method="RSA-SHA1"),
+            ValueError,
+            "signature_method: RSA-SHA1 (RFC 5849 §3.4.3) needs an RSA key library, which is outside this "
+            "standard-library-only module; E*TRADE accepts HMAC-SHA1 only",
+        ),
+    ],
+)
+def test_core_error_messages(call, kind, message):
+    with pytest.raises(kind) as error:
+        call()
+    assert str(error.value) == message
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: oa.percent_encode(1),
+        lambda: oa.base_string_uri(None),
+        lambda: oa.normalize_parameters([(1, "a")]),
+        lambda: oa.signature_base_string(b"GET", "https://e.com/"),
+        lambda: oa.signature("base", 1),
+        lambda: oa.authorization_header({"a": 1}),
+        lambda: oa.parse_authorization_header(b"OAuth a=1"),
+        lambda: oa.sign_request("GET", "https://e.com/", consumer_key="k", consumer_secret="s", realm=1),
+        lambda: oa.verify_request("GET", "https://e.com/", None, consumer_secret="s"),
+        lambda: oa.ETradeSession(1, "s"),
+        lambda: oa.OAuth1Auth("k", "s").sign("GET", "https://e.com/", body=1),
+        lambda: oa.TokenStore(1),
+        lambda: oa.Token("t", None, 1),
+    ],
+)
+def test_non_str_input_is_a_type_error(call):
+    with pytest.raises(TypeError):
+        call()
 
 
 # ---- §3.6 Percent encoding ----
@@ -190,6 +329,36 @@ def test_base_string_uri_rejects_non_str():
         oa.base_string_uri(b"http://example.com/")
 
 
+url_texts = st.one_of(
+    st.text(max_size=60),
+    st.builds(
+        lambda scheme, host, port, path, query: f"{scheme}://{host}{port}{path}?{query}",
+        st.sampled_from(["http", "https", "HTTP", "ftp", "", "javascript"]),
+        st.one_of(
+            st.text(max_size=12), st.sampled_from(["api.etrade.com", "[::1]", "[bad", "a:b@c", "127.0.0.1"])
+        ),
+        st.one_of(st.just(""), st.integers(-5, 70000).map(lambda p: f":{p}"), st.just(":x")),
+        st.text(max_size=15),
+        st.text(max_size=15),
+    ),
+)
+
+
+@fuzz
+@given(url_texts, st.sampled_from(["GET", "get", "", "PO ST", "\u00e9"]))
+def test_fuzz_urls_in_base_string_and_signing(url, method):
+    try:
+        uri = oa.base_string_uri(url)
+        assert uri.split("://", 1)[0] in ("http", "https")
+    except ValueError:
+        pass
+    try:
+        header = oa.sign_request(method, url, consumer_key="k", consumer_secret="s", nonce="n", timestamp="1")
+    except ValueError:
+        return
+    assert oa.verify_request(method, url, header, consumer_secret="s")
+
+
 # ---- §3.4.1.3 Request parameters ----
 
 
@@ -259,6 +428,42 @@ def test_query_is_decoded_then_normalized(fields):
         return
     base = oa.signature_base_string("GET", "http://e.com/p?" + query)
     assert base.split("&")[2] == oa.percent_encode(expected)
+
+
+def test_a_str_body_without_content_type_is_not_signed():
+    plain = oa.sign_request(
+        "POST", "https://e.com/", consumer_key="k", consumer_secret="s", nonce="n", timestamp="1"
+    )
+    with_body = oa.sign_request(
+        "POST", "https://e.com/", consumer_key="k", consumer_secret="s", nonce="n", timestamp="1", body="a=1"
+    )
+    assert with_body == plain
+
+
+def test_form_body_must_be_utf8_and_says_so():
+    with pytest.raises(ValueError, match="^body: a form-encoded body must be UTF-8 text$"):
+        oa.sign_request("POST", "https://e.com/", consumer_key="k", consumer_secret="s", body=b"a=\xff",
+                        content_type="application/x-www-form-urlencoded")  # fmt: skip
+
+
+def test_form_value_holding_equals_signs_is_encoded():
+    # A raw "=" inside a value is data: it must be signed as %3D, never split.
+    assert oa.normalize_parameters(oa._parse_form("a=b=c&d==")) == "a=b%3Dc&d=%3D"
+    assert oa.normalize_parameters(oa._parse_form("a=b%3Dc")) == "a=b%3Dc"
+
+
+@fuzz
+@given(st.text(max_size=200))
+def test_fuzz_form_parsers(text):
+    pairs = oa._parse_form(text)
+    try:
+        normalized = oa.normalize_parameters(pairs)
+    except ValueError:  # only for CR, LF or NUL, raw or escaped
+        encoded = "".join(oa.percent_encode(n) + oa.percent_encode(v) for n, v in pairs)
+        assert any(c in encoded for c in ("%0D", "%0A", "%00"))
+        return
+    expected = sorted((oa.percent_encode(n), oa.percent_encode(v)) for n, v in pairs)
+    assert normalized == "&".join(f"{n}={v}" for n, v in expected)
 
 
 # ---- §3.4.1.1 Signature base string ----
@@ -364,6 +569,99 @@ def test_parse_authorization_header_gives_dict_or_value_error(text):
     assert isinstance(result, dict)
 
 
+def test_header_refusals_say_why():
+    with pytest.raises(ValueError, match="pass realm as realm="):
+        oa.authorization_header([("realm", "x")])
+    with pytest.raises(ValueError, match=r"'oauth_nonce' given twice \(RFC 5849 §3.1\)"):
+        oa.authorization_header([("oauth_nonce", "1"), ("oauth_nonce", "2")])
+
+
+@pytest.mark.parametrize(
+    "header, message",
+    [
+        ("Basic abc", "Authorization header: the scheme is not 'OAuth'"),
+        ("OAuth ===", "Authorization header: expected name=value at character 6"),
+        ('OAuth a="1', "Authorization header: an unterminated quoted value at character 8"),
+        ('OAuth a="1" b="2"', "Authorization header: a missing ',' at character 12"),
+        ('OAuth a="1",a="2"', "Authorization header: parameter 'a' appears twice (RFC 5849 §3.1)"),
+        ('OAuth oauth_token="%FF"', "Authorization header: 'oauth_token' is not percent-encoded UTF-8"),
+        ('OAuth o%FF="1"', "Authorization header: 'o%FF' is not percent-encoded UTF-8"),
+    ],
+)
+def test_header_parse_errors_say_where_and_what(header, message):
+    with pytest.raises(ValueError) as error:
+        oa.parse_authorization_header(header)
+    assert str(error.value) == message
+
+
+def test_header_parse_type_error_names_the_header():
+    with pytest.raises(TypeError, match="^Authorization header: expected str, but got 'bytes'$"):
+        oa.parse_authorization_header(b"OAuth a=1")
+
+
+def test_realm_is_not_percent_decoded_but_other_values_are():
+    parsed = oa.parse_authorization_header('OAuth realm="a%20b", oauth_token="a%20b"')
+    assert parsed == {"realm": "a%20b", "oauth_token": "a b"}
+
+
+def test_control_characters_in_the_header_say_which():
+    with pytest.raises(ValueError, match="^a parameter contains a CR, LF or NUL character"):
+        oa.authorization_header({"oauth_token": "a\rb"})
+    with pytest.raises(ValueError, match="^realm contains a CR, LF or NUL character"):
+        oa.authorization_header({}, realm="\0")
+    with pytest.raises(TypeError, match="^realm: expected str"):
+        oa.authorization_header({}, realm=b"r")
+    with pytest.raises(TypeError, match="^parameter name: expected str"):
+        oa.authorization_header({b"n": "v"})
+    with pytest.raises(TypeError, match="^oauth_token: expected str"):
+        oa.authorization_header({"oauth_token": 5})
+
+
+# Pieces of Authorization headers, so that the fuzzer reaches deep into the grammar.
+header_pieces = st.lists(
+    st.one_of(
+        st.sampled_from(
+            [
+                "OAuth",
+                "oauth",
+                " ",
+                "\n",
+                "\t",
+                "\u00a0",
+                ",",
+                "=",
+                '"',
+                "\\",
+                "%",
+                "%2",
+                "%ZZ",
+                "%C3%A9",
+                "%FF",
+                "realm",
+                "oauth_token",
+                "oauth_nonce",
+                "a",
+                "\u2603",
+                "\x00",
+                "\r\n",
+            ]
+        ),
+        st.text(max_size=5),
+    ),
+    max_size=30,
+).map("".join)
+
+
+@fuzz
+@given(header_pieces)
+def test_fuzz_parse_authorization_header(text):
+    try:
+        result = oa.parse_authorization_header(text)
+    except ValueError:
+        return
+    assert isinstance(result, dict) and all(isinstance(v, str) for v in result.values())
+
+
 # ---- §3.3 Nonce and timestamp ----
 
 
@@ -381,6 +679,13 @@ def test_timestamp_whole_seconds_with_offset():
     assert oa.make_timestamp(now=1273254425.99) == "1273254425"
     assert oa.make_timestamp(-300, now=1273254425.0) == "1273254125"
     assert oa.make_timestamp().isdigit()
+
+
+def test_nonce_is_exactly_16_random_bytes():
+    import base64
+
+    nonce = oa.make_nonce()
+    assert len(base64.urlsafe_b64decode(nonce + "==")) == 16
 
 
 # ---- Sign and verify ----
@@ -629,9 +934,313 @@ def test_verify_plaintext():
     assert not oa.verify_request("GET", "https://e.com/", header, consumer_secret="c s", token_secret="t")
 
 
+def test_every_optional_argument_is_type_checked_even_when_all_are_given():
+    given = dict(token="t", callback="oob", verifier="v", realm="r", nonce="n", timestamp="1")
+    for name in given:
+        with pytest.raises(TypeError, match=name):
+            oa.sign_request(
+                "GET", "https://e.com/", consumer_key="k", consumer_secret="s", **{**given, name: b"x"}
+            )
+        with pytest.raises(ValueError, match=name):
+            oa.sign_request(
+                "GET", "https://e.com/", consumer_key="k", consumer_secret="s", **{**given, name: "x\n"}
+            )
+
+
+def test_verify_ignores_the_realm_and_signature_defaults_to_empty_token_secret():
+    header = oa.sign_request("GET", "https://e.com/x", consumer_key="k", consumer_secret="s", realm="Photos")
+    assert oa.verify_request("GET", "https://e.com/x", header, consumer_secret="s")
+    assert oa.signature("base", "s") == oa.signature("base", "s", "", "HMAC-SHA1")
+    assert oa.signature("base", "s", signature_method="PLAINTEXT") == "s&"
+
+
+@fuzz
+@given(header_pieces, st.text(max_size=20), st.one_of(st.none(), st.binary(max_size=40)))
+def test_fuzz_verify_request(header, secret, body):
+    try:
+        result = oa.verify_request(
+            "GET",
+            "https://api.etrade.com/v1/x?a=1",
+            header,
+            consumer_secret=secret,
+            body=body,
+            content_type="application/x-www-form-urlencoded",
+        )
+    except ValueError:
+        return
+    assert result in (True, False)
+
+
+# ---- Known answers (the selftest) ----
+
+
+def run_module(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(HERE / "oauth1_etrade.py"), *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_selftest_passes_with_one_summary_line():
+    result = run_module("selftest")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("\n") == 1
+    assert "known answers passed" in result.stdout
+
+
+def test_selftest_as_module(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "oauth1_etrade", "selftest"],
+        capture_output=True,
+        text=True,
+        cwd=HERE,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_selftest_fails_when_an_answer_is_wrong(tmp_path):
+    # A copy of the module with one known answer broken must report failure.
+    source = (HERE / "oauth1_etrade.py").read_text(encoding="utf-8")
+    broken = source.replace('"tR3+Ty81lMeYAr/Fid0kMTYa/WM="', '"tR3+Ty81lMeYAr/Fid0kMTYa/WX="')
+    assert broken != source
+    (tmp_path / "oauth1_etrade.py").write_text(broken, encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, str(tmp_path / "oauth1_etrade.py"), "selftest"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "Appendix A" in result.stdout
+
+
+def test_module_doctests():
+    import doctest
+
+    failures, tried = doctest.testmod(oa)
+    assert tried > 5
+    assert failures == 0
+
+
+# ============================================================================
+# Part II. The E*TRADE client
+# ============================================================================
+
+# ---- E*TRADE: what the tests talk to (the emulator, a recording server) ----
+
+
+CONSUMER_KEY = "emulator-consumer-key"
+
+
+CONSUMER_SECRET = "emulator/consumer+secret="
+
+
+START = datetime.datetime(2026, 11, 23, 14, 0, tzinfo=datetime.timezone.utc).timestamp()  # 09:00 EST
+
+
+@pytest.fixture()
+def clock():
+    return oa.ManualClock(START)
+
+
+@pytest.fixture()
+def emulator(clock):
+    emu = oa.Emulator(consumer_key=CONSUMER_KEY, consumer_secret=CONSUMER_SECRET, clock=clock)
+    with emu:
+        yield emu
+
+
+def new_session(emulator, clock, **kwargs):
+    return oa.ETradeSession(
+        CONSUMER_KEY,
+        CONSUMER_SECRET,
+        api_base=emulator.base_url,
+        authorize_base=emulator.authorize_base,
+        clock=clock,
+        **kwargs,
+    )
+
+
+def approve(url: str, decision: str = "approve") -> urllib.request.Request:
+    """Open the authorize page like a user and press a button; return the POST request."""
+    page = urllib.request.urlopen(url, timeout=10).read().decode()
+    key = html.unescape(re.search(r'name="key" value="([^"]*)"', page).group(1))
+    token = html.unescape(re.search(r'name="token" value="([^"]*)"', page).group(1))
+    assert "Approve" in page and "Deny" in page
+    form = urllib.parse.urlencode({"key": key, "token": token, "decision": decision}).encode()
+    return urllib.request.Request(url.partition("?")[0], data=form)
+
+
+def verifier_from_page(url: str) -> str:
+    page = urllib.request.urlopen(approve(url), timeout=10).read().decode()
+    return re.search(r'id="verifier">([A-Z0-9]+)<', page).group(1)
+
+
+def login(session) -> None:
+    session.get_request_token()
+    session.get_access_token(verifier_from_page(session.authorize_url()))
+
+
+class Recorder(http.server.BaseHTTPRequestHandler):
+    """A loopback server that records each request and answers from a script."""
+
+    def do_any(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.server.seen.append((self.command, self.path, dict(self.headers), body))
+        status, headers, payload = self.server.script.pop(0) if self.server.script else (200, {}, b"{}")
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_any
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture()
+def recorder():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    server.seen, server.script = [], []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def recorder_session(server, **kwargs):
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    return oa.ETradeSession("k", "s", token="t", token_secret="ts", api_base=base, **kwargs)
+
+
+def assert_no_secret(text: str, secrets_: list[str]) -> None:
+    for secret in secrets_:
+        for form in {secret, oa.percent_encode(secret), urllib.parse.quote_plus(secret)}:
+            assert form not in text, "a secret leaked"
+
+
+# ---- E*TRADE: endpoints and rules ----
+
+
+def test_hosts_default_as_etrade_documents():
+    prod = oa.ETradeSession("k", "s")
+    assert (prod.api_base, prod.oauth_base) == ("https://api.etrade.com", "https://api.etrade.com")
+    sandbox = oa.ETradeSession("k", "s", sandbox=True)
+    assert (sandbox.api_base, sandbox.oauth_base) == ("https://apisb.etrade.com", "https://api.etrade.com")
+    assert sandbox.authorize_base == "https://us.etrade.com/e/t/etws/authorize"
+    custom = oa.ETradeSession("k", "s", api_base="http://127.0.0.1:9")
+    assert custom.oauth_base == "http://127.0.0.1:9"
+    both = oa.ETradeSession("k", "s", sandbox=True, oauth_base="https://apisb.etrade.com/")
+    assert both.oauth_base == "https://apisb.etrade.com"
+
+
+@pytest.mark.parametrize(
+    "base", ["http://api.etrade.com", "http://10.0.0.1/", "ftp://127.0.0.1/", "127.0.0.1:8080"]
+)
+def test_plain_http_only_to_loopback(base):
+    with pytest.raises(ValueError):
+        oa.ETradeSession("k", "s", api_base=base)
+    for loopback in ("http://127.0.0.1:1", "http://localhost:2", "http://[::1]:3"):
+        oa.ETradeSession("k", "s", api_base=loopback)
+
+
+@pytest.mark.parametrize(
+    "body, content_type, kind, problem",
+    [
+        (
+            b"oauth_problem=signature_invalid",
+            "application/x-www-form-urlencoded",
+            oa.SignatureInvalidError,
+            "signature_invalid",
+        ),
+        (
+            b"oauth_problem=token_expired&oauth_problem_advice=x",
+            "text/plain",
+            oa.TokenExpiredError,
+            "token_expired",
+        ),
+        (
+            b'{"Error": {"code": 10033, "message": "oauth_problem=token_rejected"}}',
+            "application/json",
+            oa.TokenRejectedError,
+            "token_rejected",
+        ),
+        (
+            b'{"Error": {"code": 100, "message": "Invalid account key"}}',
+            "application/json",
+            oa.OAuthError,
+            None,
+        ),
+        (
+            b"<Error><code>10</code><message>oauth_problem=consumer_key_rejected</message></Error>",
+            "application/xml",
+            oa.ConsumerKeyError,
+            "consumer_key_rejected",
+        ),
+        (b"<html>Internal error</html>", "text/html", oa.OAuthError, None),
+        (b"\xff\xfe garbage", "", oa.OAuthError, None),
+        (b"[" * 8000, "application/json", oa.OAuthError, None),
+    ],
+)
+def test_error_bodies_map_to_errors(body, content_type, kind, problem):
+    error = oa._error_from(oa.Response(401, {"Content-Type": content_type}, body), "call")
+    assert type(error) is kind
+    assert (error.status, error.problem) == (401, problem)
+    if b"Invalid account key" in body:
+        assert "Invalid account key" in str(error)
+
+
+def test_token_response_without_tokens_is_an_oauth_error():
+    with pytest.raises(oa.OAuthError, match="no oauth_token"):
+        oa._parse_token_response(oa.Response(200, {}, b"hello"), "access token")
+
+
+@fuzz
+@given(st.binary(max_size=300) | st.text(max_size=200).map(str.encode))
+def test_fuzz_token_responses(body):
+    try:
+        fields = oa._parse_token_response(oa.Response(200, {}, body), "access token")
+    except oa.OAuthError:
+        return
+    assert fields["oauth_token"] and fields["oauth_token_secret"]
+
+
+error_bodies = st.one_of(
+    st.binary(max_size=300),
+    st.text(max_size=200).map(str.encode),
+    st.builds(lambda p, t: f"oauth_problem={p}&x={t}".encode(), st.text(max_size=20), st.text(max_size=20)),
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+        lambda c: (
+            st.lists(c, max_size=3)
+            | st.dictionaries(st.sampled_from(["Error", "message", "code"]), c, max_size=3)
+        ),
+        max_leaves=8,
+    ).map(lambda v: json.dumps(v).encode()),
+    st.builds(lambda m: f"<Error><message>{m}</message></Error>".encode(), st.text(max_size=40)),
+)
+
+
+@fuzz
+@given(
+    st.integers(300, 599), st.sampled_from(["", "application/json", "text/xml", "text/html"]), error_bodies
+)
+def test_fuzz_error_bodies(status, content_type, body):
+    error = oa._error_from(oa.Response(status, {"Content-Type": content_type}, body), "call")
+    assert isinstance(error, oa.OAuthError) and error.status == status
+    assert "\n" not in str(error) and "\r" not in str(error)
+
+
 # ---- E*TRADE: token lifetime ----
 
+
 EASTERN = zoneinfo.ZoneInfo("America/New_York")
+
+
 PROBE_SECONDS = [
     0,
     3 * 3600 + 59 * 60 + 59,
@@ -693,527 +1302,6 @@ def test_token_repr_hides_the_secret():
     token = oa.Token("tok/en+value=", "s3cr3t-value", 1.0)
     assert "s3cr3t" not in repr(token)
     assert token.used_at(5.0).last_used == 5.0 and token.last_used == 1.0
-
-
-# ---- E*TRADE: the session ----
-
-CONSUMER_KEY = "emulator-consumer-key"
-CONSUMER_SECRET = "emulator/consumer+secret="
-START = datetime.datetime(2026, 11, 23, 14, 0, tzinfo=datetime.timezone.utc).timestamp()  # 09:00 EST
-
-
-@pytest.fixture()
-def clock():
-    return oa.ManualClock(START)
-
-
-@pytest.fixture()
-def emulator(clock):
-    emu = oa.Emulator(consumer_key=CONSUMER_KEY, consumer_secret=CONSUMER_SECRET, clock=clock)
-    with emu:
-        yield emu
-
-
-def new_session(emulator, clock, **kwargs):
-    return oa.ETradeSession(
-        CONSUMER_KEY,
-        CONSUMER_SECRET,
-        api_base=emulator.base_url,
-        authorize_base=emulator.authorize_base,
-        clock=clock,
-        **kwargs,
-    )
-
-
-def approve(url: str, decision: str = "approve") -> urllib.request.Request:
-    """Open the authorize page like a user and press a button; return the POST request."""
-    page = urllib.request.urlopen(url, timeout=10).read().decode()
-    key = html.unescape(re.search(r'name="key" value="([^"]*)"', page).group(1))
-    token = html.unescape(re.search(r'name="token" value="([^"]*)"', page).group(1))
-    assert "Approve" in page and "Deny" in page
-    form = urllib.parse.urlencode({"key": key, "token": token, "decision": decision}).encode()
-    return urllib.request.Request(url.partition("?")[0], data=form)
-
-
-def verifier_from_page(url: str) -> str:
-    page = urllib.request.urlopen(approve(url), timeout=10).read().decode()
-    return re.search(r'id="verifier">([A-Z0-9]+)<', page).group(1)
-
-
-def login(session) -> None:
-    session.get_request_token()
-    session.get_access_token(verifier_from_page(session.authorize_url()))
-
-
-def test_hosts_default_as_etrade_documents():
-    prod = oa.ETradeSession("k", "s")
-    assert (prod.api_base, prod.oauth_base) == ("https://api.etrade.com", "https://api.etrade.com")
-    sandbox = oa.ETradeSession("k", "s", sandbox=True)
-    assert (sandbox.api_base, sandbox.oauth_base) == ("https://apisb.etrade.com", "https://api.etrade.com")
-    assert sandbox.authorize_base == "https://us.etrade.com/e/t/etws/authorize"
-    custom = oa.ETradeSession("k", "s", api_base="http://127.0.0.1:9")
-    assert custom.oauth_base == "http://127.0.0.1:9"
-    both = oa.ETradeSession("k", "s", sandbox=True, oauth_base="https://apisb.etrade.com/")
-    assert both.oauth_base == "https://apisb.etrade.com"
-
-
-@pytest.mark.parametrize(
-    "base", ["http://api.etrade.com", "http://10.0.0.1/", "ftp://127.0.0.1/", "127.0.0.1:8080"]
-)
-def test_plain_http_only_to_loopback(base):
-    with pytest.raises(ValueError):
-        oa.ETradeSession("k", "s", api_base=base)
-    for loopback in ("http://127.0.0.1:1", "http://localhost:2", "http://[::1]:3"):
-        oa.ETradeSession("k", "s", api_base=loopback)
-
-
-def test_session_misuse_is_type_or_value_error():
-    with pytest.raises(TypeError, match="consumer_secret"):
-        oa.ETradeSession("k", None)
-    with pytest.raises(ValueError, match="token and token_secret"):
-        oa.ETradeSession("k", "s", token="t")
-    with pytest.raises(ValueError, match="timeout"):
-        oa.ETradeSession("k", "s", timeout=0)
-
-
-def test_session_repr_shows_no_secret():
-    session = oa.ETradeSession(
-        "consumerkey123", "consumer-secret-xyz", token="access", token_secret="tok-secret-xyz"
-    )
-    text = repr(session) + repr(session.access_token) + repr(session.auth())
-    assert "consumer-secret-xyz" not in text and "tok-secret-xyz" not in text
-    assert "consumerkey123" not in text  # masked
-
-
-def test_whole_lifecycle_end_to_end(emulator, clock):
-    session = new_session(emulator, clock)
-    # request token
-    token, secret = session.get_request_token()
-    assert session.callback_confirmed is False
-    # authorize URL: key and token percent-encoded
-    url = session.authorize_url()
-    assert (
-        url
-        == f"{emulator.authorize_base}?key={oa.percent_encode(CONSUMER_KEY)}&token={oa.percent_encode(token)}"
-    )
-    assert "/" not in url.partition("token=")[2] and "+" not in url.partition("token=")[2]
-    # the user approves; the page shows the verifier
-    verifier = verifier_from_page(url)
-    # access token
-    access, access_secret = session.get_access_token(verifier)
-    assert session.access_token.token == access and access != token
-    # signed call
-    accounts = session.get("/v1/accounts/list.json").json()
-    assert accounts["AccountListResponse"]["Accounts"]["Account"][0]["accountId"] == "83405188"
-    quote = session.get(
-        "/v1/market/quote/GOOG,AAPL", params={"detailFlag": "ALL"}, headers={"Accept": "application/json"}
-    )
-    assert [q["Product"]["symbol"] for q in quote.json()["QuoteResponse"]["QuoteData"]] == ["GOOG", "AAPL"]
-    # 2.5 idle hours: the session renews first, by itself
-    clock.advance(2.5 * 3600)
-    assert session.token_status()["renew_due"] is True
-    before = len(emulator.log)
-    assert session.get("/v1/accounts/list").status == 200
-    assert emulator.log[before:] == ["GET /oauth/renew_access_token -> 200", "GET /v1/accounts/list -> 200"]
-    assert session.token_status()["renew_due"] is False
-    # revoke; the revoked token is refused by the provider, and the session forgot it
-    session.revoke_access_token()
-    assert session.access_token is None
-    with pytest.raises(oa.OAuthError, match="log in first"):
-        session.get("/v1/accounts/list")
-    stale = new_session(emulator, clock, token=access, token_secret=access_secret)
-    with pytest.raises(oa.TokenRejectedError) as refused:
-        stale.get("/v1/accounts/list")
-    assert (refused.value.status, refused.value.problem) == (401, "token_rejected")
-    assert "log in again" in str(refused.value)
-
-
-def test_idle_without_auto_renew_raises_inactive(emulator, clock):
-    session = new_session(emulator, clock, auto_renew=False)
-    login(session)
-    clock.advance(2 * 3600)
-    before = len(emulator.log)
-    with pytest.raises(oa.TokenInactiveError, match="renew_access_token"):
-        session.get("/v1/accounts/list")
-    assert len(emulator.log) == before  # no network call
-    session.renew_access_token()
-    assert session.get("/v1/accounts/list").status == 200
-
-
-def test_provider_side_inactive_token_is_reported(emulator, clock):
-    # The provider counts 2 idle hours that the session did not see (its own
-    # clock stood still; only its offset keeps its timestamps acceptable).
-    session = new_session(emulator, clock, auto_renew=False)
-    login(session)
-    session._clock = oa.ManualClock(clock())
-    clock.advance(2 * 3600 + 60)
-    session.clock_offset = 2 * 3600 + 60
-    with pytest.raises(oa.TokenInactiveError) as error:
-        session.get("/v1/accounts/list")
-    assert (error.value.status, error.value.problem) == (401, "token_inactive")
-    assert "renew" in str(error.value)
-
-
-def test_midnight_eastern_expires_the_token_without_a_network_call(emulator, clock):
-    clock.now = datetime.datetime(2026, 11, 24, 3, 30, tzinfo=datetime.timezone.utc).timestamp()  # 22:30 EST
-    session = new_session(emulator, clock)
-    login(session)
-    assert session.get("/v1/accounts/list").status == 200
-    clock.advance(3600)  # 23:30 EST: still fine
-    assert session.get("/v1/accounts/list").status == 200
-    clock.advance(3600)  # 00:30 EST the next day
-    assert session.token_status()["expired"] is True
-    before = len(emulator.log)
-    with pytest.raises(oa.TokenExpiredError, match="log in again"):
-        session.get("/v1/accounts/list")
-    with pytest.raises(oa.TokenExpiredError, match="renew cannot help"):
-        session.renew_access_token()
-    assert len(emulator.log) == before
-    # and the provider agrees: a session that does not know refuses are from E*TRADE
-    blind = new_session(
-        emulator, clock, token=session.access_token.token, token_secret=session.access_token.secret
-    )
-    with pytest.raises(oa.TokenExpiredError) as provider:
-        blind.get("/v1/accounts/list")
-    assert provider.value.status == 401
-
-
-def test_request_token_expires_after_five_minutes(emulator, clock):
-    session = new_session(emulator, clock)
-    session.get_request_token()
-    verifier = verifier_from_page(session.authorize_url())
-    clock.advance(5 * 60)
-    before = len(emulator.log)
-    with pytest.raises(oa.TokenExpiredError, match="5 minutes"):
-        session.get_access_token(verifier)
-    assert len(emulator.log) == before
-
-
-def test_verifier_is_single_use_and_checked(emulator, clock):
-    session = new_session(emulator, clock)
-    session.get_request_token()
-    verifier_from_page(session.authorize_url())
-    with pytest.raises(oa.VerifierInvalidError) as wrong:
-        session.get_access_token("WRONG")
-    assert wrong.value.problem == "verifier_invalid"
-
-
-def test_callback_url_verifier(clock):
-    emu = oa.Emulator(
-        consumer_key=CONSUMER_KEY,
-        consumer_secret=CONSUMER_SECRET,
-        clock=clock,
-        callback_url="https://myapplicationsite.com?myapp=trading",
-    )
-    with emu:
-        session = new_session(emu, clock)
-        session.get_request_token()
-        assert session.callback_confirmed is True
-
-        class NoRedirect(urllib.request.HTTPRedirectHandler):
-            def redirect_request(self, *args, **kwargs):
-                return None
-
-        opener = urllib.request.build_opener(NoRedirect())
-        with pytest.raises(urllib.error.HTTPError) as redirect:
-            opener.open(approve(session.authorize_url()), timeout=10)
-        location = redirect.value.headers["Location"]
-        assert location.startswith("https://myapplicationsite.com?myapp=trading&oauth_verifier=")
-        session.get_access_token(location)  # the whole URL the user landed on
-        assert session.get("/v1/accounts/list.json").status == 200
-
-
-def test_deny_on_the_authorize_page(emulator, clock):
-    session = new_session(emulator, clock)
-    session.get_request_token()
-    page = urllib.request.urlopen(approve(session.authorize_url(), "deny"), timeout=10).read().decode()
-    assert "denied" in page
-    with pytest.raises(oa.VerifierInvalidError):
-        session.get_access_token("ABCDE")
-
-
-@pytest.mark.parametrize(
-    "given, expected",
-    [
-        ("Y27X25F", "Y27X25F"),
-        ("  Y27X25F\n", "Y27X25F"),
-        ("https://myapplicationsite.com/mytradingapp?oauth_verifier=WXYZ89", "WXYZ89"),
-        ("https://myapplicationsite.com?myapp=trading&oauth_verifier=WXYZ89", "WXYZ89"),
-        ("?oauth_verifier=AB%2FC&oauth_token=x", "AB/C"),
-    ],
-)
-def test_verifier_or_callback_url(given, expected):
-    # E*TRADE: Authorize Application, the two callback examples.
-    assert oa._verifier_from(given) == expected
-
-
-def test_verifier_url_without_verifier_is_value_error():
-    with pytest.raises(ValueError, match="oauth_verifier"):
-        oa._verifier_from("https://myapplicationsite.com/?x=1")
-
-
-def test_clock_skew_is_learned_from_the_answer_and_kept(emulator, clock):
-    session = new_session(emulator, clock)
-    login(session)
-    session._clock = oa.ManualClock(clock() - 20 * 60)  # this machine is 20 minutes slow
-    before = len(emulator.log)
-    assert session.get("/v1/accounts/list").status == 200
-    assert emulator.log[before:] == ["GET /v1/accounts/list -> 401", "GET /v1/accounts/list -> 200"]
-    assert abs(session.clock_offset - 20 * 60) <= 1
-    before = len(emulator.log)
-    assert session.get("/v1/accounts/list").status == 200
-    assert emulator.log[before:] == ["GET /v1/accounts/list -> 200"]  # offset kept: no retry
-
-
-def test_clock_offset_from_date_header():
-    response = oa.Response(401, {"Date": "Mon, 23 Nov 2026 14:00:00 GMT"}, b"oauth_problem=timestamp_refused")
-    assert oa._clock_offset(response, START - 90) == 90
-    hinted = oa.Response(401, {}, b"oauth_problem=timestamp_refused&oauth_acceptable_timestamps=1000-1600")
-    assert oa._clock_offset(hinted, 1000) == 300
-    assert oa._clock_offset(oa.Response(401, {}, b""), 0) is None
-
-
-@pytest.mark.parametrize(
-    "body, content_type, kind, problem",
-    [
-        (
-            b"oauth_problem=signature_invalid",
-            "application/x-www-form-urlencoded",
-            oa.SignatureInvalidError,
-            "signature_invalid",
-        ),
-        (
-            b"oauth_problem=token_expired&oauth_problem_advice=x",
-            "text/plain",
-            oa.TokenExpiredError,
-            "token_expired",
-        ),
-        (
-            b'{"Error": {"code": 10033, "message": "oauth_problem=token_rejected"}}',
-            "application/json",
-            oa.TokenRejectedError,
-            "token_rejected",
-        ),
-        (
-            b'{"Error": {"code": 100, "message": "Invalid account key"}}',
-            "application/json",
-            oa.OAuthError,
-            None,
-        ),
-        (
-            b"<Error><code>10</code><message>oauth_problem=consumer_key_rejected</message></Error>",
-            "application/xml",
-            oa.ConsumerKeyError,
-            "consumer_key_rejected",
-        ),
-        (b"<html>Internal error</html>", "text/html", oa.OAuthError, None),
-        (b"\xff\xfe garbage", "", oa.OAuthError, None),
-        (b"[" * 8000, "application/json", oa.OAuthError, None),
-    ],
-)
-def test_error_bodies_map_to_errors(body, content_type, kind, problem):
-    error = oa._error_from(oa.Response(401, {"Content-Type": content_type}, body), "call")
-    assert type(error) is kind
-    assert (error.status, error.problem) == (401, problem)
-    if b"Invalid account key" in body:
-        assert "Invalid account key" in str(error)
-
-
-def test_token_response_without_tokens_is_an_oauth_error():
-    with pytest.raises(oa.OAuthError, match="no oauth_token"):
-        oa._parse_token_response(oa.Response(200, {}, b"hello"), "access token")
-
-
-# ---- E*TRADE: threads and processes sharing a session ----
-
-
-def run_threads(count, target):
-    """Start ``count`` threads on target(i) behind one barrier; return (results, errors)."""
-    barrier = threading.Barrier(count)
-    results, errors = [None] * count, [None] * count
-
-    def run(i):
-        barrier.wait()
-        try:
-            results[i] = target(i)
-        except Exception as exc:  # collected for the assertions
-            errors[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    return results, errors
-
-
-def hold_the_renew_until(session, entered, count):
-    """Make the renew's exchange wait until ``count`` threads entered _renew_once."""
-    original = session._renew_once
-
-    def counting(token):
-        with entered["lock"]:
-            entered["n"] += 1
-        return original(token)
-
-    def trace(method, url, authorization, response):
-        if "renew_access_token" in url:
-            deadline = time.monotonic() + 10
-            while entered["n"] < count and time.monotonic() < deadline:
-                time.sleep(0.01)
-            time.sleep(0.2)  # the last ones reach the renew lock
-
-    session._renew_once = counting
-    session.trace = trace
-
-
-def test_idle_renew_happens_once_for_32_threads(emulator, clock):
-    session = new_session(emulator, clock)
-    login(session)
-    clock.advance(2 * 3600 + 60)  # 2 h 1 min idle
-    entered = {"n": 0, "lock": threading.Lock()}
-    hold_the_renew_until(session, entered, 32)
-    before = len(emulator.log)
-    results, errors = run_threads(32, lambda i: session.get("/v1/accounts/list.json").status)
-    assert errors == [None] * 32 and results == [200] * 32
-    renews = [line for line in emulator.log[before:] if "renew_access_token" in line]
-    assert renews == ["GET /oauth/renew_access_token -> 200"]  # figure: renew requests seen = 1
-
-
-def test_a_failed_renew_is_each_waiting_threads_error(emulator, clock):
-    session = new_session(emulator, clock)
-    login(session)
-    with emulator._lock:  # the provider forgets the token: the renew will be refused
-        emulator._access_tokens.clear()
-    clock.advance(2 * 3600 + 60)
-    entered = {"n": 0, "lock": threading.Lock()}
-    hold_the_renew_until(session, entered, 8)
-    before = len(emulator.log)
-    _, errors = run_threads(8, lambda i: session.get("/v1/accounts/list.json"))
-    assert all(isinstance(e, oa.TokenRejectedError) and e.problem == "token_rejected" for e in errors), errors
-    assert sum("renew_access_token" in line for line in emulator.log[before:]) == 1
-    # a later call tries again rather than repeating an old failure
-    before = len(emulator.log)
-    with pytest.raises(oa.TokenRejectedError):
-        session.get("/v1/accounts/list.json")
-    assert sum("renew_access_token" in line for line in emulator.log[before:]) == 1
-
-
-def test_a_request_in_flight_never_brings_back_a_revoked_token(emulator, clock):
-    session = new_session(emulator, clock)
-    login(session)
-    old = session.access_token
-    in_flight, release = threading.Event(), threading.Event()
-
-    def trace(method, url, authorization, response):
-        if threading.current_thread().name == "slow" and "/v1/" in url:
-            in_flight.set()
-            release.wait(10)  # the answer came; the request has not finished yet
-
-    session.trace = trace
-    slow = threading.Thread(target=lambda: session.get("/v1/accounts/list.json"), name="slow")
-    slow.start()
-    assert in_flight.wait(10)
-    session.revoke_access_token()
-    login(session)
-    new = session.access_token
-    release.set()
-    slow.join(10)
-    assert session.access_token.same_as(new) and not session.access_token.same_as(old)  # figure: the new one
-    assert session.get("/v1/accounts/list.json").status == 200  # no token_revoked
-
-
-def test_clock_skew_costs_at_most_one_refusal_per_thread_and_none_after(emulator, clock):
-    skew = {"seconds": 0.0}
-    emulator.clock = lambda: clock() + skew["seconds"]
-    login(new_session(emulator, clock))
-    token = next(iter(emulator._access_tokens))
-    secret = emulator._access_tokens[token]["secret"]
-    skew["seconds"] = 600.0  # the server's clock is 10 minutes ahead
-    session = new_session(emulator, clock, token=token, token_secret=secret)
-
-    def refusals(start):
-        return sum(line.endswith("-> 401") for line in emulator.log[start:])
-
-    start = len(emulator.log)
-    results, errors = run_threads(16, lambda i: session.get("/v1/accounts/list.json").status)
-    first_wave = refusals(start)
-    assert errors == [None] * 16 and results == [200] * 16
-    assert 1 <= first_wave <= 16  # figure: refused round trips for 16 threads <= 16
-    assert abs(session.clock_offset - 600) <= 2
-    start = len(emulator.log)
-    results, errors = run_threads(16, lambda i: session.get("/v1/accounts/list.json").status)
-    assert results == [200] * 16 and refusals(start) == 0  # figure: 0 for the second wave
-
-
-def test_nonce_used_says_replay_not_clock(recorder):
-    form = {"Content-Type": "application/x-www-form-urlencoded"}
-    recorder.script = [(401, form, b"oauth_problem=nonce_used")]
-    with pytest.raises(oa.NonceUsedError) as error:
-        recorder_session(recorder).get("/v1/x")
-    message = str(error.value)
-    assert "saw this nonce before" in message and "clock" not in message.replace("not a clock", "")
-    assert not isinstance(error.value, oa.TimestampRefusedError) and error.value.problem == "nonce_used"
-    assert len(recorder.seen) == 1
-
-
-def test_a_renew_by_another_process_is_used_not_repeated(emulator, clock, tmp_path):
-    store = oa.TokenStore(str(tmp_path / "tokens.json"))
-    first = new_session(emulator, clock, store=store)
-    login(first)
-    second = new_session(emulator, clock, store=oa.TokenStore(store.path))  # another process, same file
-    assert second.access_token.same_as(first.access_token)
-    clock.advance(2 * 3600 + 60)
-    first.renew_access_token()
-    before = len(emulator.log)
-    assert second.get("/v1/accounts/list.json").status == 200
-    assert emulator.log[before:] == ["GET /v1/accounts/list.json -> 200"]  # no second renew
-
-
-def test_a_login_by_another_process_is_used_instead_of_log_in_again(emulator, clock, tmp_path):
-    store = oa.TokenStore(str(tmp_path / "tokens.json"))
-    stale = new_session(emulator, clock, store=store)
-    login(stale)
-    clock.advance(24 * 3600)  # past midnight US Eastern: the token expired
-    fresh = new_session(emulator, clock, store=oa.TokenStore(store.path))
-    login(fresh)
-    assert stale.get("/v1/accounts/list.json").status == 200  # it took the other process's token
-    assert stale.access_token.same_as(fresh.access_token)
-    # a token the server refuses is replaced from the store for the next call
-    clock.advance(60)
-    third = new_session(emulator, clock, store=oa.TokenStore(store.path))
-    login(third)
-    with emulator._lock:
-        del emulator._access_tokens[fresh.access_token.token]  # revoked at the provider
-    with pytest.raises(oa.TokenRejectedError, match="newer access token"):
-        fresh.get("/v1/accounts/list.json")  # a GET was refused: it is not sent again by itself
-    assert fresh.access_token.same_as(third.access_token)
-    assert fresh.get("/v1/accounts/list.json").status == 200
-
-
-KILLED_SAVER = """
-import os, signal, sys, oauth1_etrade as oa
-store = oa.TokenStore(sys.argv[1])
-os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL)  # killed half-way through the save
-store.save("k", "https://api.etrade.com", oa.Token("new", "new-secret-" + sys.argv[2], 2.0))
-"""
-
-
-@pytest.mark.skipif(os.name != "posix", reason="kill -9 and the lock file are POSIX")
-def test_temporary_files_of_killed_saves_are_removed_by_the_next_save(tmp_path):
-    path = tmp_path / "tokens.json"
-    store = oa.TokenStore(str(path))
-    store.save("k", "https://api.etrade.com", oa.Token("old", "old-secret", 1.0))
-    for i in range(20):
-        done = subprocess.run([sys.executable, "-c", KILLED_SAVER, str(path), str(i)], cwd=HERE, timeout=60)
-        assert done.returncode == -9
-        leftovers = [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
-        # each killed save first removed the one before it: never more than one left
-        assert len(leftovers) == 1 and f"new-secret-{i}".encode() in leftovers[0].read_bytes()
-    assert store.load("k", "https://api.etrade.com").token == "old"  # the file itself never broke
-    store.save("k2", "https://api.etrade.com", oa.Token("t", "s", 3.0))
-    assert [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []  # figure: 0 after the next save
-    assert store.load("k", "https://api.etrade.com").token == "old"
 
 
 # ---- E*TRADE: token store ----
@@ -1278,43 +1366,111 @@ def test_default_token_path_follows_the_environment(monkeypatch, tmp_path):
         assert oa.default_token_path() == str(tmp_path / "oauth1_etrade" / "tokens.json")
 
 
+SAVER = """
+import sys, oauth1_etrade as oa
+store = oa.TokenStore(sys.argv[1])
+for i in range(int(sys.argv[3])):
+    store.save(f"{sys.argv[2]}-{i}", "https://api.etrade.com", oa.Token(f"t{i}", f"s{i}", 1.0))
+"""
+
+
+def test_two_processes_saving_at_once_lose_nothing(tmp_path):
+    path = tmp_path / "tokens.json"
+    processes = [
+        subprocess.Popen([sys.executable, "-c", SAVER, str(path), name, "25"], cwd=HERE)
+        for name in ("a", "b")
+    ]
+    assert [p.wait(timeout=120) for p in processes] == [0, 0]
+    tokens = json.loads(path.read_text())["tokens"]
+    if os.name == "posix":
+        assert len(tokens) == 50  # the lock kept every entry
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_a_save_interrupted_part_way_leaves_the_previous_file(tmp_path, monkeypatch):
+    path = tmp_path / "tokens.json"
+    store = oa.TokenStore(str(path))
+    store.save("k", "https://api.etrade.com", oa.Token("old", "old-secret", 1.0))
+    before = path.read_bytes()
+
+    def power_cut(fd):
+        raise OSError("simulated power cut")
+
+    monkeypatch.setattr(os, "fsync", power_cut)
+    with pytest.raises(OSError, match="power cut"):
+        store.save("k", "https://api.etrade.com", oa.Token("new", "new-secret", 2.0))
+    assert path.read_bytes() == before
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+KILLED_SAVER = """
+import os, signal, sys, oauth1_etrade as oa
+store = oa.TokenStore(sys.argv[1])
+os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL)  # killed half-way through the save
+store.save("k", "https://api.etrade.com", oa.Token("new", "new-secret-" + sys.argv[2], 2.0))
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="kill -9 and the lock file are POSIX")
+def test_temporary_files_of_killed_saves_are_removed_by_the_next_save(tmp_path):
+    path = tmp_path / "tokens.json"
+    store = oa.TokenStore(str(path))
+    store.save("k", "https://api.etrade.com", oa.Token("old", "old-secret", 1.0))
+    for i in range(20):
+        done = subprocess.run([sys.executable, "-c", KILLED_SAVER, str(path), str(i)], cwd=HERE, timeout=60)
+        assert done.returncode == -9
+        leftovers = [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+        # each killed save first removed the one before it: never more than one left
+        assert len(leftovers) == 1 and f"new-secret-{i}".encode() in leftovers[0].read_bytes()
+    assert store.load("k", "https://api.etrade.com").token == "old"  # the file itself never broke
+    store.save("k2", "https://api.etrade.com", oa.Token("t", "s", 3.0))
+    assert [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []  # figure: 0 after the next save
+    assert store.load("k", "https://api.etrade.com").token == "old"
+
+
+def test_a_token_file_open_to_others_gets_a_warning(tmp_path):
+    path = tmp_path / "tokens.json"
+    oa.TokenStore(str(path)).save("k", "https://api.etrade.com", oa.Token("t", "s", 1.0))
+    if os.name != "posix":
+        pytest.skip("POSIX permissions")
+    path.chmod(0o644)
+    with pytest.warns(UserWarning, match="chmod 600"):
+        oa.TokenStore(str(path)).load("k", "https://api.etrade.com")
+    path.chmod(0o600)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        oa.TokenStore(str(path)).load("k", "https://api.etrade.com")
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    st.one_of(
+        st.binary(max_size=300),
+        error_bodies,
+        st.dictionaries(
+            st.text(max_size=30),
+            st.dictionaries(
+                st.sampled_from(["token", "token_secret", "issued_at", "last_used"]),
+                st.one_of(st.text(max_size=5), st.floats(), st.none()),
+            ),
+        ).map(lambda t: json.dumps({"format": "oauth1_etrade tokens", "tokens": t}).encode()),
+    )
+)
+def test_fuzz_token_file(tmp_path_factory, content):
+    path = tmp_path_factory.mktemp("fuzz") / "tokens.json"
+    path.write_bytes(content)
+    path.chmod(0o600)
+    store = oa.TokenStore(str(path))
+    for key in ("k", "https://api.etrade.com k"):
+        try:
+            token = store.load(key, "https://api.etrade.com")
+        except oa.TokenFileError:
+            continue
+        assert token is None or isinstance(token, oa.Token)
+    assert path.read_bytes() == content
+
+
 # ---- E*TRADE: transport ----
-
-
-class Recorder(http.server.BaseHTTPRequestHandler):
-    """A loopback server that records each request and answers from a script."""
-
-    def do_any(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self.server.seen.append((self.command, self.path, dict(self.headers), body))
-        status, headers, payload = self.server.script.pop(0) if self.server.script else (200, {}, b"{}")
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    do_GET = do_POST = do_PUT = do_DELETE = do_any
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture()
-def recorder():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
-    server.seen, server.script = [], []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-
-
-def recorder_session(server, **kwargs):
-    base = f"http://127.0.0.1:{server.server_address[1]}"
-    return oa.ETradeSession("k", "s", token="t", token_secret="ts", api_base=base, **kwargs)
 
 
 def test_request_signs_query_and_form_body_as_sent(recorder):
@@ -1388,10 +1544,6 @@ def test_header_injection_in_request_is_refused(recorder):
     with pytest.raises(ValueError):
         session.get("/v1/x\r\nHost: evil")
     assert recorder.seen == []
-
-
-# Keep-alive, deadlines, resends, 429: a loopback HTTP/1.1 server that keeps
-# connections open, counts them, and misbehaves when its plan says so.
 
 
 class KeepAliveHandler(http.server.BaseHTTPRequestHandler):
@@ -1633,7 +1785,10 @@ def test_connections_are_closed_when_the_session_is_collected_with_no_resource_w
     with keep_alive_server() as server:
         done = subprocess.run(
             [sys.executable, "-X", "dev", "-W", "error::ResourceWarning", "-c", GC_SCRIPT, server.base],
-            capture_output=True, text=True, timeout=60, cwd=HERE,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=HERE,
         )
     assert done.returncode == 0 and done.stdout.strip() == "collected", done.stderr
     assert "ResourceWarning" not in done.stderr and done.stderr == ""
@@ -1649,20 +1804,60 @@ def test_ca(tmp_path_factory):
     def openssl(*args):
         subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=folder)
 
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=oauth1_etrade test CA",
-            "-days", "2", "-keyout", "ca.key", "-out", "ca.pem",
-            # Python 3.13 verifies strictly (VERIFY_X509_STRICT): a CA needs these
-            "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
-            "-keyout", "server.key", "-out", "server.csr")
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=oauth1_etrade test CA",
+        "-days",
+        "2",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        # Python 3.13 verifies strictly (VERIFY_X509_STRICT): a CA needs these
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    )
+    openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    )
     (folder / "san.ext").write_text(
         "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
         "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
         "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid,issuer\n"
     )
-    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-            "-days", "2", "-extfile", "san.ext", "-out", "server.pem")
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "server.pem",
+    )
     server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     # PyPy takes str paths only
     server_context.load_cert_chain(str(folder / "server.pem"), str(folder / "server.key"))
@@ -1707,6 +1902,608 @@ def test_eight_threads_share_one_session():
         assert len(set(nonces)) == 200
         assert all(signed_as_sent(server, seen) for seen in server.seen)
         assert 1 <= server.connections <= 8
+
+
+class FaultServer:
+    """A raw TCP server on loopback that misbehaves as told; counts connections."""
+
+    def __init__(self, behaviour):
+        self.behaviour = behaviour
+        self.connections = 0
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(5)
+        self.sock.settimeout(0.2)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    @property
+    def base(self):
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+
+    def serve(self):
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.connections += 1
+            with conn:
+                conn.settimeout(5)
+                try:
+                    conn.recv(65536)
+                    self.behaviour(conn, self.stop)
+                except OSError:
+                    pass
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(timeout=5)
+        self.sock.close()
+
+
+def never_answers(conn, stop):
+    stop.wait(5)
+
+
+def drips(conn, stop):
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\nContent-Type: text/plain\r\n\r\n")
+    for _ in range(100):
+        if stop.wait(0.1):
+            return
+        conn.sendall(b"x")
+
+
+def truncated(conn, stop):
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
+
+
+def html_500(conn, stop):
+    body = b"<html><body>Internal Server Error</body></html>"
+    conn.sendall(
+        b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/html\r\nContent-Length: %d\r\n\r\n%s"
+        % (len(body), body)
+    )
+
+
+def garbage_401(conn, stop):
+    body = b"\x00\xff}{<<garbage"
+    conn.sendall(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+
+
+def huge(conn, stop):
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (2 << 20))
+    chunk = b"oauth_token=" + b"a" * 65524
+    for _ in range(40):
+        conn.sendall(chunk)
+
+
+def not_http(conn, stop):
+    conn.sendall(b"SSH-2.0-OpenSSH_9.0\r\n")
+
+
+FAULTS = {
+    "never answers": (never_answers, oa.TransportError, "timed out"),
+    "drips bytes": (drips, oa.TransportError, "within the timeout"),
+    "truncated body": (truncated, oa.TransportError, "cut short"),
+    "500 with HTML": (html_500, oa.OAuthError, "HTTP 500"),
+    "401 with garbage": (garbage_401, oa.OAuthError, "HTTP 401"),
+    "oversized token response": (huge, oa.TransportError, "larger than"),
+    "not HTTP at all": (not_http, oa.TransportError, "failed"),
+}
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+def test_network_faults_give_one_clear_error_and_leave_the_token_file(fault, tmp_path):
+    behaviour, kind, words = FAULTS[fault]
+    server = FaultServer(behaviour)
+    try:
+        path = tmp_path / "tokens.json"
+        store = oa.TokenStore(str(path))
+        store.save(
+            "k", server.base, oa.Token("tok", "tok-secret", time.time() - 3 * 3600, time.time() - 3 * 3600)
+        )
+        before = path.read_bytes()
+        session = oa.ETradeSession("k", "s", api_base=server.base, store=store, timeout=0.5)
+        with pytest.raises(kind, match=words) as error:
+            session.get("/v1/accounts/list")  # idle > 2 h: renew first, which fails
+        assert "\n" not in str(error.value) and "tok-secret" not in str(error.value)
+        assert path.read_bytes() == before
+        assert server.connections == 1  # GET renew was not retried
+    finally:
+        server.close()
+
+
+def test_redirect_never_carries_the_authorization_header(recorder):
+    other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    other.seen, other.script = [], []
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    try:
+        for status in (301, 302, 303, 307, 308):
+            recorder.script = [
+                (status, {"Location": f"http://127.0.0.1:{other.server_address[1]}/stolen"}, b"")
+            ]
+            with pytest.raises(oa.TransportError, match="not followed"):
+                recorder_session(recorder).get("/v1/x")
+        assert other.seen == []
+    finally:
+        other.shutdown()
+        other.server_close()
+
+
+def test_tls_is_verified_and_cannot_be_switched_off(tmp_path):
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-days",
+            "1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    server.seen, server.script = [], []
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(cert), str(key))
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        session = oa.ETradeSession(
+            "k",
+            "s",
+            token="t",
+            token_secret="ts",
+            api_base=f"https://127.0.0.1:{server.server_address[1]}",
+            timeout=5,
+        )
+        with pytest.raises(oa.TransportError, match="CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
+            session.get("/v1/x")
+        assert server.seen == []
+    finally:
+        server.shutdown()
+        server.server_close()
+    parameters = inspect.signature(oa.ETradeSession).parameters
+    assert not any(word in name for name in parameters for word in ("verify", "insecure", "unsafe"))
+    unverified = ssl.create_default_context()
+    unverified.check_hostname = False
+    unverified.verify_mode = ssl.CERT_NONE
+    with pytest.raises(ValueError, match="cannot be switched off"):
+        oa.ETradeSession("k", "s", ssl_context=unverified)
+    with pytest.raises(TypeError, match="ssl_context"):
+        oa.ETradeSession("k", "s", ssl_context="/etc/ssl/certs")
+
+
+@pytest.mark.parametrize("bad", ["\r", "\n", "\0", "\r\n"])
+def test_control_characters_are_refused_everywhere_before_sending(recorder, bad):
+    session = recorder_session(recorder)
+    attempts = [
+        lambda: session.get("/v1/x" + bad),
+        lambda: session.get("/v1/x", params={"a": "1" + bad}),
+        lambda: session.get("/v1/x", headers={"X-A": "1" + bad}),
+        lambda: session.get("/v1/x", headers={"X-A" + bad: "1"}),
+        lambda: session.request("POST", "/v1/x", body={"a": bad}),
+        lambda: session.request("GET" + bad, "/v1/x"),
+        lambda: oa.ETradeSession("k" + bad, "s"),
+        lambda: oa.OAuth1Auth("k", "s", "t" + bad).sign("GET", "https://e.com/"),
+        lambda: oa._verifier_from("ABC" + bad + "D"),
+    ]
+    for attempt in attempts:
+        with pytest.raises(ValueError):
+            attempt()
+    assert recorder.seen == []
+
+
+# ---- E*TRADE: the session ----
+
+
+def test_session_misuse_is_type_or_value_error():
+    with pytest.raises(TypeError, match="consumer_secret"):
+        oa.ETradeSession("k", None)
+    with pytest.raises(ValueError, match="token and token_secret"):
+        oa.ETradeSession("k", "s", token="t")
+    with pytest.raises(ValueError, match="timeout"):
+        oa.ETradeSession("k", "s", timeout=0)
+
+
+def test_session_repr_shows_no_secret():
+    session = oa.ETradeSession(
+        "consumerkey123", "consumer-secret-xyz", token="access", token_secret="tok-secret-xyz"
+    )
+    text = repr(session) + repr(session.access_token) + repr(session.auth())
+    assert "consumer-secret-xyz" not in text and "tok-secret-xyz" not in text
+    assert "consumerkey123" not in text  # masked
+
+
+def test_whole_lifecycle_end_to_end(emulator, clock):
+    session = new_session(emulator, clock)
+    # request token
+    token, secret = session.get_request_token()
+    assert session.callback_confirmed is False
+    # authorize URL: key and token percent-encoded
+    url = session.authorize_url()
+    assert (
+        url
+        == f"{emulator.authorize_base}?key={oa.percent_encode(CONSUMER_KEY)}&token={oa.percent_encode(token)}"
+    )
+    assert "/" not in url.partition("token=")[2] and "+" not in url.partition("token=")[2]
+    # the user approves; the page shows the verifier
+    verifier = verifier_from_page(url)
+    # access token
+    access, access_secret = session.get_access_token(verifier)
+    assert session.access_token.token == access and access != token
+    # signed call
+    accounts = session.get("/v1/accounts/list.json").json()
+    assert accounts["AccountListResponse"]["Accounts"]["Account"][0]["accountId"] == "83405188"
+    quote = session.get(
+        "/v1/market/quote/GOOG,AAPL", params={"detailFlag": "ALL"}, headers={"Accept": "application/json"}
+    )
+    assert [q["Product"]["symbol"] for q in quote.json()["QuoteResponse"]["QuoteData"]] == ["GOOG", "AAPL"]
+    # 2.5 idle hours: the session renews first, by itself
+    clock.advance(2.5 * 3600)
+    assert session.token_status()["renew_due"] is True
+    before = len(emulator.log)
+    assert session.get("/v1/accounts/list").status == 200
+    assert emulator.log[before:] == ["GET /oauth/renew_access_token -> 200", "GET /v1/accounts/list -> 200"]
+    assert session.token_status()["renew_due"] is False
+    # revoke; the revoked token is refused by the provider, and the session forgot it
+    session.revoke_access_token()
+    assert session.access_token is None
+    with pytest.raises(oa.OAuthError, match="log in first"):
+        session.get("/v1/accounts/list")
+    stale = new_session(emulator, clock, token=access, token_secret=access_secret)
+    with pytest.raises(oa.TokenRejectedError) as refused:
+        stale.get("/v1/accounts/list")
+    assert (refused.value.status, refused.value.problem) == (401, "token_rejected")
+    assert "log in again" in str(refused.value)
+
+
+def test_idle_without_auto_renew_raises_inactive(emulator, clock):
+    session = new_session(emulator, clock, auto_renew=False)
+    login(session)
+    clock.advance(2 * 3600)
+    before = len(emulator.log)
+    with pytest.raises(oa.TokenInactiveError, match="renew_access_token"):
+        session.get("/v1/accounts/list")
+    assert len(emulator.log) == before  # no network call
+    session.renew_access_token()
+    assert session.get("/v1/accounts/list").status == 200
+
+
+def test_provider_side_inactive_token_is_reported(emulator, clock):
+    # The provider counts 2 idle hours that the session did not see (its own
+    # clock stood still; only its offset keeps its timestamps acceptable).
+    session = new_session(emulator, clock, auto_renew=False)
+    login(session)
+    session._clock = oa.ManualClock(clock())
+    clock.advance(2 * 3600 + 60)
+    session.clock_offset = 2 * 3600 + 60
+    with pytest.raises(oa.TokenInactiveError) as error:
+        session.get("/v1/accounts/list")
+    assert (error.value.status, error.value.problem) == (401, "token_inactive")
+    assert "renew" in str(error.value)
+
+
+def test_midnight_eastern_expires_the_token_without_a_network_call(emulator, clock):
+    clock.now = datetime.datetime(2026, 11, 24, 3, 30, tzinfo=datetime.timezone.utc).timestamp()  # 22:30 EST
+    session = new_session(emulator, clock)
+    login(session)
+    assert session.get("/v1/accounts/list").status == 200
+    clock.advance(3600)  # 23:30 EST: still fine
+    assert session.get("/v1/accounts/list").status == 200
+    clock.advance(3600)  # 00:30 EST the next day
+    assert session.token_status()["expired"] is True
+    before = len(emulator.log)
+    with pytest.raises(oa.TokenExpiredError, match="log in again"):
+        session.get("/v1/accounts/list")
+    with pytest.raises(oa.TokenExpiredError, match="renew cannot help"):
+        session.renew_access_token()
+    assert len(emulator.log) == before
+    # and the provider agrees: a session that does not know refuses are from E*TRADE
+    blind = new_session(
+        emulator, clock, token=session.access_token.token, token_secret=session.access_token.secret
+    )
+    with pytest.raises(oa.TokenExpiredError) as provider:
+        blind.get("/v1/accounts/list")
+    assert provider.value.status == 401
+
+
+def test_request_token_expires_after_five_minutes(emulator, clock):
+    session = new_session(emulator, clock)
+    session.get_request_token()
+    verifier = verifier_from_page(session.authorize_url())
+    clock.advance(5 * 60)
+    before = len(emulator.log)
+    with pytest.raises(oa.TokenExpiredError, match="5 minutes"):
+        session.get_access_token(verifier)
+    assert len(emulator.log) == before
+
+
+def test_verifier_is_single_use_and_checked(emulator, clock):
+    session = new_session(emulator, clock)
+    session.get_request_token()
+    verifier_from_page(session.authorize_url())
+    with pytest.raises(oa.VerifierInvalidError) as wrong:
+        session.get_access_token("WRONG")
+    assert wrong.value.problem == "verifier_invalid"
+
+
+def test_callback_url_verifier(clock):
+    emu = oa.Emulator(
+        consumer_key=CONSUMER_KEY,
+        consumer_secret=CONSUMER_SECRET,
+        clock=clock,
+        callback_url="https://myapplicationsite.com?myapp=trading",
+    )
+    with emu:
+        session = new_session(emu, clock)
+        session.get_request_token()
+        assert session.callback_confirmed is True
+
+        class NoRedirect(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *args, **kwargs):
+                return None
+
+        opener = urllib.request.build_opener(NoRedirect())
+        with pytest.raises(urllib.error.HTTPError) as redirect:
+            opener.open(approve(session.authorize_url()), timeout=10)
+        location = redirect.value.headers["Location"]
+        assert location.startswith("https://myapplicationsite.com?myapp=trading&oauth_verifier=")
+        session.get_access_token(location)  # the whole URL the user landed on
+        assert session.get("/v1/accounts/list.json").status == 200
+
+
+def test_deny_on_the_authorize_page(emulator, clock):
+    session = new_session(emulator, clock)
+    session.get_request_token()
+    page = urllib.request.urlopen(approve(session.authorize_url(), "deny"), timeout=10).read().decode()
+    assert "denied" in page
+    with pytest.raises(oa.VerifierInvalidError):
+        session.get_access_token("ABCDE")
+
+
+@pytest.mark.parametrize(
+    "given, expected",
+    [
+        ("Y27X25F", "Y27X25F"),
+        ("  Y27X25F\n", "Y27X25F"),
+        ("https://myapplicationsite.com/mytradingapp?oauth_verifier=WXYZ89", "WXYZ89"),
+        ("https://myapplicationsite.com?myapp=trading&oauth_verifier=WXYZ89", "WXYZ89"),
+        ("?oauth_verifier=AB%2FC&oauth_token=x", "AB/C"),
+    ],
+)
+def test_verifier_or_callback_url(given, expected):
+    # E*TRADE: Authorize Application, the two callback examples.
+    assert oa._verifier_from(given) == expected
+
+
+def test_verifier_url_without_verifier_is_value_error():
+    with pytest.raises(ValueError, match="oauth_verifier"):
+        oa._verifier_from("https://myapplicationsite.com/?x=1")
+
+
+def test_clock_skew_is_learned_from_the_answer_and_kept(emulator, clock):
+    session = new_session(emulator, clock)
+    login(session)
+    session._clock = oa.ManualClock(clock() - 20 * 60)  # this machine is 20 minutes slow
+    before = len(emulator.log)
+    assert session.get("/v1/accounts/list").status == 200
+    assert emulator.log[before:] == ["GET /v1/accounts/list -> 401", "GET /v1/accounts/list -> 200"]
+    assert abs(session.clock_offset - 20 * 60) <= 1
+    before = len(emulator.log)
+    assert session.get("/v1/accounts/list").status == 200
+    assert emulator.log[before:] == ["GET /v1/accounts/list -> 200"]  # offset kept: no retry
+
+
+def test_clock_offset_from_date_header():
+    response = oa.Response(401, {"Date": "Mon, 23 Nov 2026 14:00:00 GMT"}, b"oauth_problem=timestamp_refused")
+    assert oa._clock_offset(response, START - 90) == 90
+    hinted = oa.Response(401, {}, b"oauth_problem=timestamp_refused&oauth_acceptable_timestamps=1000-1600")
+    assert oa._clock_offset(hinted, 1000) == 300
+    assert oa._clock_offset(oa.Response(401, {}, b""), 0) is None
+
+
+def test_reprs_messages_and_logs_hold_no_secret(emulator, clock, caplog):
+    session = new_session(emulator, clock)
+    with caplog.at_level(logging.DEBUG, logger="oauth1_etrade"):
+        login(session)
+        session.get("/v1/accounts/list")
+    secrets_ = [CONSUMER_SECRET, session.access_token.secret]
+    texts = [
+        repr(session),
+        str(session),
+        repr(session.access_token),
+        repr(session.auth()),
+        repr(oa.TokenStore("/tmp/x.json")),
+        repr(emulator),
+    ]
+    bad = new_session(emulator, clock, token=session.access_token.token, token_secret="wrong-secret")
+    with pytest.raises(oa.OAuthError) as error:
+        bad.get("/v1/accounts/list")
+    texts.append(str(error.value))
+    texts += [r.getMessage() for r in caplog.records]
+    assert_no_secret("\n".join(texts), secrets_ + ["wrong-secret"])
+
+
+# ---- E*TRADE: the session, shared by threads and processes ----
+
+
+def run_threads(count, target):
+    """Start ``count`` threads on target(i) behind one barrier; return (results, errors)."""
+    barrier = threading.Barrier(count)
+    results, errors = [None] * count, [None] * count
+
+    def run(i):
+        barrier.wait()
+        try:
+            results[i] = target(i)
+        except Exception as exc:  # collected for the assertions
+            errors[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return results, errors
+
+
+def hold_the_renew_until(session, entered, count):
+    """Make the renew's exchange wait until ``count`` threads entered _renew_once."""
+    original = session._renew_once
+
+    def counting(token):
+        with entered["lock"]:
+            entered["n"] += 1
+        return original(token)
+
+    def trace(method, url, authorization, response):
+        if "renew_access_token" in url:
+            deadline = time.monotonic() + 10
+            while entered["n"] < count and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(0.2)  # the last ones reach the renew lock
+
+    session._renew_once = counting
+    session.trace = trace
+
+
+def test_idle_renew_happens_once_for_32_threads(emulator, clock):
+    session = new_session(emulator, clock)
+    login(session)
+    clock.advance(2 * 3600 + 60)  # 2 h 1 min idle
+    entered = {"n": 0, "lock": threading.Lock()}
+    hold_the_renew_until(session, entered, 32)
+    before = len(emulator.log)
+    results, errors = run_threads(32, lambda i: session.get("/v1/accounts/list.json").status)
+    assert errors == [None] * 32 and results == [200] * 32
+    renews = [line for line in emulator.log[before:] if "renew_access_token" in line]
+    assert renews == ["GET /oauth/renew_access_token -> 200"]  # figure: renew requests seen = 1
+
+
+def test_a_failed_renew_is_each_waiting_threads_error(emulator, clock):
+    session = new_session(emulator, clock)
+    login(session)
+    with emulator._lock:  # the provider forgets the token: the renew will be refused
+        emulator._access_tokens.clear()
+    clock.advance(2 * 3600 + 60)
+    entered = {"n": 0, "lock": threading.Lock()}
+    hold_the_renew_until(session, entered, 8)
+    before = len(emulator.log)
+    _, errors = run_threads(8, lambda i: session.get("/v1/accounts/list.json"))
+    assert all(isinstance(e, oa.TokenRejectedError) and e.problem == "token_rejected" for e in errors), errors
+    assert sum("renew_access_token" in line for line in emulator.log[before:]) == 1
+    # a later call tries again rather than repeating an old failure
+    before = len(emulator.log)
+    with pytest.raises(oa.TokenRejectedError):
+        session.get("/v1/accounts/list.json")
+    assert sum("renew_access_token" in line for line in emulator.log[before:]) == 1
+
+
+def test_a_request_in_flight_never_brings_back_a_revoked_token(emulator, clock):
+    session = new_session(emulator, clock)
+    login(session)
+    old = session.access_token
+    in_flight, release = threading.Event(), threading.Event()
+
+    def trace(method, url, authorization, response):
+        if threading.current_thread().name == "slow" and "/v1/" in url:
+            in_flight.set()
+            release.wait(10)  # the answer came; the request has not finished yet
+
+    session.trace = trace
+    slow = threading.Thread(target=lambda: session.get("/v1/accounts/list.json"), name="slow")
+    slow.start()
+    assert in_flight.wait(10)
+    session.revoke_access_token()
+    login(session)
+    new = session.access_token
+    release.set()
+    slow.join(10)
+    assert session.access_token.same_as(new) and not session.access_token.same_as(old)  # figure: the new one
+    assert session.get("/v1/accounts/list.json").status == 200  # no token_revoked
+
+
+def test_clock_skew_costs_at_most_one_refusal_per_thread_and_none_after(emulator, clock):
+    skew = {"seconds": 0.0}
+    emulator.clock = lambda: clock() + skew["seconds"]
+    login(new_session(emulator, clock))
+    token = next(iter(emulator._access_tokens))
+    secret = emulator._access_tokens[token]["secret"]
+    skew["seconds"] = 600.0  # the server's clock is 10 minutes ahead
+    session = new_session(emulator, clock, token=token, token_secret=secret)
+
+    def refusals(start):
+        return sum(line.endswith("-> 401") for line in emulator.log[start:])
+
+    start = len(emulator.log)
+    results, errors = run_threads(16, lambda i: session.get("/v1/accounts/list.json").status)
+    first_wave = refusals(start)
+    assert errors == [None] * 16 and results == [200] * 16
+    assert 1 <= first_wave <= 16  # figure: refused round trips for 16 threads <= 16
+    assert abs(session.clock_offset - 600) <= 2
+    start = len(emulator.log)
+    results, errors = run_threads(16, lambda i: session.get("/v1/accounts/list.json").status)
+    assert results == [200] * 16 and refusals(start) == 0  # figure: 0 for the second wave
+
+
+def test_nonce_used_says_replay_not_clock(recorder):
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    recorder.script = [(401, form, b"oauth_problem=nonce_used")]
+    with pytest.raises(oa.NonceUsedError) as error:
+        recorder_session(recorder).get("/v1/x")
+    message = str(error.value)
+    assert "saw this nonce before" in message and "clock" not in message.replace("not a clock", "")
+    assert not isinstance(error.value, oa.TimestampRefusedError) and error.value.problem == "nonce_used"
+    assert len(recorder.seen) == 1
+
+
+def test_a_renew_by_another_process_is_used_not_repeated(emulator, clock, tmp_path):
+    store = oa.TokenStore(str(tmp_path / "tokens.json"))
+    first = new_session(emulator, clock, store=store)
+    login(first)
+    second = new_session(emulator, clock, store=oa.TokenStore(store.path))  # another process, same file
+    assert second.access_token.same_as(first.access_token)
+    clock.advance(2 * 3600 + 60)
+    first.renew_access_token()
+    before = len(emulator.log)
+    assert second.get("/v1/accounts/list.json").status == 200
+    assert emulator.log[before:] == ["GET /v1/accounts/list.json -> 200"]  # no second renew
+
+
+def test_a_login_by_another_process_is_used_instead_of_log_in_again(emulator, clock, tmp_path):
+    store = oa.TokenStore(str(tmp_path / "tokens.json"))
+    stale = new_session(emulator, clock, store=store)
+    login(stale)
+    clock.advance(24 * 3600)  # past midnight US Eastern: the token expired
+    fresh = new_session(emulator, clock, store=oa.TokenStore(store.path))
+    login(fresh)
+    assert stale.get("/v1/accounts/list.json").status == 200  # it took the other process's token
+    assert stale.access_token.same_as(fresh.access_token)
+    # a token the server refuses is replaced from the store for the next call
+    clock.advance(60)
+    third = new_session(emulator, clock, store=oa.TokenStore(store.path))
+    login(third)
+    with emulator._lock:
+        del emulator._access_tokens[fresh.access_token.token]  # revoked at the provider
+    with pytest.raises(oa.TokenRejectedError, match="newer access token"):
+        fresh.get("/v1/accounts/list.json")  # a GET was refused: it is not sent again by itself
+    assert fresh.access_token.same_as(third.access_token)
+    assert fresh.get("/v1/accounts/list.json").status == 200
 
 
 # ---- E*TRADE: adapters ----
@@ -1797,6 +2594,10 @@ def test_adapter_for_urllib(emulator, clock):
     )
 
 
+# ============================================================================
+# Part III. Tools
+# ============================================================================
+
 # ---- Offline E*TRADE emulator ----
 
 
@@ -1866,55 +2667,38 @@ def test_emulator_xml_by_default_and_json_on_request(emulator, clock):
     assert one == again  # deterministic sample data
 
 
+def test_emulator_authorize_page_cannot_be_framed_or_cached(clock):
+    callback = "http://127.0.0.1:8999/cb"
+    with oa.Emulator(consumer_key=CONSUMER_KEY, consumer_secret=CONSUMER_SECRET, clock=clock,
+                     callback_url=callback) as emulator:  # fmt: skip
+        session = new_session(emulator, clock)
+        session.get_request_token()
+        with urllib.request.urlopen(session.authorize_url(), timeout=10) as page:
+            headers = page.headers
+    assert headers["X-Frame-Options"] == "DENY" and headers["Cache-Control"] == "no-store"
+    policy = headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in policy and "default-src 'none'" in policy
+    # form-action governs the redirect after Approve: the callback's origin must be allowed
+    assert "form-action 'self' http://127.0.0.1:8999" in policy
+
+
+def test_emulator_verifier_and_request_token_are_single_use(emulator, clock):
+    session = new_session(emulator, clock)
+    token, secret = session.get_request_token()
+    verifier = verifier_from_page(session.authorize_url())
+    first = signed_get(emulator, "/oauth/access_token", token=token, token_secret=secret, verifier=verifier)
+    assert first[0] == 200 and "oauth_token_secret=" in first[1]
+    replay = signed_get(emulator, "/oauth/access_token", token=token, token_secret=secret, verifier=verifier)
+    assert replay[0] == 401 and "oauth_problem=token_rejected" in replay[1]
+
+
+def test_emulator_authorize_page_refuses_unknown_tokens(emulator):
+    with pytest.raises(urllib.error.HTTPError) as unknown:
+        urllib.request.urlopen(f"{emulator.authorize_base}?key={CONSUMER_KEY}&token=nope", timeout=10)
+    assert unknown.value.code == 400
+
+
 # ---- Command line ----
-
-
-def run_module(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(HERE / "oauth1_etrade.py"), *args], capture_output=True, text=True, timeout=60
-    )
-
-
-def test_selftest_passes_with_one_summary_line():
-    result = run_module("selftest")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("\n") == 1
-    assert "known answers passed" in result.stdout
-
-
-def test_selftest_as_module(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "oauth1_etrade", "selftest"],
-        capture_output=True,
-        text=True,
-        cwd=HERE,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-
-
-def test_selftest_fails_when_an_answer_is_wrong(tmp_path):
-    # A copy of the module with one known answer broken must report failure.
-    source = (HERE / "oauth1_etrade.py").read_text(encoding="utf-8")
-    broken = source.replace('"tR3+Ty81lMeYAr/Fid0kMTYa/WM="', '"tR3+Ty81lMeYAr/Fid0kMTYa/WX="')
-    assert broken != source
-    (tmp_path / "oauth1_etrade.py").write_text(broken, encoding="utf-8")
-    result = subprocess.run(
-        [sys.executable, str(tmp_path / "oauth1_etrade.py"), "selftest"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 1
-    assert "Appendix A" in result.stdout
-
-
-def test_module_doctests():
-    import doctest
-
-    failures, tried = doctest.testmod(oa)
-    assert tried > 5
-    assert failures == 0
 
 
 def test_every_command_has_help():
@@ -2302,213 +3086,58 @@ def test_serve_keeps_its_credentials_and_shrugs_off_malformed_requests(tmp_path)
     assert relative.returncode == 1 and "absolute http(s) URL" in relative.stderr
 
 
-def test_emulator_authorize_page_cannot_be_framed_or_cached(clock):
-    callback = "http://127.0.0.1:8999/cb"
-    with oa.Emulator(consumer_key=CONSUMER_KEY, consumer_secret=CONSUMER_SECRET, clock=clock,
-                     callback_url=callback) as emulator:  # fmt: skip
-        session = new_session(emulator, clock)
-        session.get_request_token()
-        with urllib.request.urlopen(session.authorize_url(), timeout=10) as page:
-            headers = page.headers
-    assert headers["X-Frame-Options"] == "DENY" and headers["Cache-Control"] == "no-store"
-    policy = headers["Content-Security-Policy"]
-    assert "frame-ancestors 'none'" in policy and "default-src 'none'" in policy
-    # form-action governs the redirect after Approve: the callback's origin must be allowed
-    assert "form-action 'self' http://127.0.0.1:8999" in policy
-
-
-def test_emulator_verifier_and_request_token_are_single_use(emulator, clock):
-    session = new_session(emulator, clock)
-    token, secret = session.get_request_token()
-    verifier = verifier_from_page(session.authorize_url())
-    first = signed_get(emulator, "/oauth/access_token", token=token, token_secret=secret, verifier=verifier)
-    assert first[0] == 200 and "oauth_token_secret=" in first[1]
-    replay = signed_get(emulator, "/oauth/access_token", token=token, token_secret=secret, verifier=verifier)
-    assert replay[0] == 401 and "oauth_problem=token_rejected" in replay[1]
-
-
-def test_emulator_authorize_page_refuses_unknown_tokens(emulator):
-    with pytest.raises(urllib.error.HTTPError) as unknown:
-        urllib.request.urlopen(f"{emulator.authorize_base}?key={CONSUMER_KEY}&token=nope", timeout=10)
-    assert unknown.value.code == 400
-
-
-# ---- Hardening: fuzzing ----
-# Every parser and builder, on arbitrary input: a result, a ValueError/TypeError
-# or an OAuthError, never another exception. FUZZ_EXAMPLES inputs each.
-
-# (Under mutation testing, where every mutant reruns the tests, 100 suffice.)
-FUZZ_EXAMPLES = 100 if os.environ.get("MUTANT_UNDER_TEST") else 1000
-fuzz = settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
-
-# Pieces of Authorization headers, so that the fuzzer reaches deep into the grammar.
-header_pieces = st.lists(
-    st.one_of(
-        st.sampled_from(
-            [
-                "OAuth",
-                "oauth",
-                " ",
-                "\n",
-                "\t",
-                "\u00a0",
-                ",",
-                "=",
-                '"',
-                "\\",
-                "%",
-                "%2",
-                "%ZZ",
-                "%C3%A9",
-                "%FF",
-                "realm",
-                "oauth_token",
-                "oauth_nonce",
-                "a",
-                "\u2603",
-                "\x00",
-                "\r\n",
-            ]
-        ),
-        st.text(max_size=5),
-    ),
-    max_size=30,
-).map("".join)
-
-
-@fuzz
-@given(header_pieces)
-def test_fuzz_parse_authorization_header(text):
-    try:
-        result = oa.parse_authorization_header(text)
-    except ValueError:
-        return
-    assert isinstance(result, dict) and all(isinstance(v, str) for v in result.values())
-
-
-@fuzz
-@given(header_pieces, st.text(max_size=20), st.one_of(st.none(), st.binary(max_size=40)))
-def test_fuzz_verify_request(header, secret, body):
-    try:
-        result = oa.verify_request(
-            "GET",
-            "https://api.etrade.com/v1/x?a=1",
-            header,
-            consumer_secret=secret,
-            body=body,
-            content_type="application/x-www-form-urlencoded",
-        )
-    except ValueError:
-        return
-    assert result in (True, False)
-
-
-@fuzz
-@given(st.binary(max_size=300) | st.text(max_size=200).map(str.encode))
-def test_fuzz_token_responses(body):
-    try:
-        fields = oa._parse_token_response(oa.Response(200, {}, body), "access token")
-    except oa.OAuthError:
-        return
-    assert fields["oauth_token"] and fields["oauth_token_secret"]
-
-
-error_bodies = st.one_of(
-    st.binary(max_size=300),
-    st.text(max_size=200).map(str.encode),
-    st.builds(lambda p, t: f"oauth_problem={p}&x={t}".encode(), st.text(max_size=20), st.text(max_size=20)),
-    st.recursive(
-        st.none() | st.booleans() | st.integers() | st.text(max_size=10),
-        lambda c: (
-            st.lists(c, max_size=3)
-            | st.dictionaries(st.sampled_from(["Error", "message", "code"]), c, max_size=3)
-        ),
-        max_leaves=8,
-    ).map(lambda v: json.dumps(v).encode()),
-    st.builds(lambda m: f"<Error><message>{m}</message></Error>".encode(), st.text(max_size=40)),
-)
-
-
-@fuzz
-@given(
-    st.integers(300, 599), st.sampled_from(["", "application/json", "text/xml", "text/html"]), error_bodies
-)
-def test_fuzz_error_bodies(status, content_type, body):
-    error = oa._error_from(oa.Response(status, {"Content-Type": content_type}, body), "call")
-    assert isinstance(error, oa.OAuthError) and error.status == status
-    assert "\n" not in str(error) and "\r" not in str(error)
-
-
-url_texts = st.one_of(
-    st.text(max_size=60),
-    st.builds(
-        lambda scheme, host, port, path, query: f"{scheme}://{host}{port}{path}?{query}",
-        st.sampled_from(["http", "https", "HTTP", "ftp", "", "javascript"]),
-        st.one_of(
-            st.text(max_size=12), st.sampled_from(["api.etrade.com", "[::1]", "[bad", "a:b@c", "127.0.0.1"])
-        ),
-        st.one_of(st.just(""), st.integers(-5, 70000).map(lambda p: f":{p}"), st.just(":x")),
-        st.text(max_size=15),
-        st.text(max_size=15),
-    ),
-)
-
-
-@fuzz
-@given(url_texts, st.sampled_from(["GET", "get", "", "PO ST", "\u00e9"]))
-def test_fuzz_urls_in_base_string_and_signing(url, method):
-    try:
-        uri = oa.base_string_uri(url)
-        assert uri.split("://", 1)[0] in ("http", "https")
-    except ValueError:
-        pass
-    try:
-        header = oa.sign_request(method, url, consumer_key="k", consumer_secret="s", nonce="n", timestamp="1")
-    except ValueError:
-        return
-    assert oa.verify_request(method, url, header, consumer_secret="s")
-
-
-@fuzz
-@given(st.text(max_size=200))
-def test_fuzz_form_parsers(text):
-    pairs = oa._parse_form(text)
-    try:
-        normalized = oa.normalize_parameters(pairs)
-    except ValueError:  # only for CR, LF or NUL, raw or escaped
-        encoded = "".join(oa.percent_encode(n) + oa.percent_encode(v) for n, v in pairs)
-        assert any(c in encoded for c in ("%0D", "%0A", "%00"))
-        return
-    expected = sorted((oa.percent_encode(n), oa.percent_encode(v)) for n, v in pairs)
-    assert normalized == "&".join(f"{n}={v}" for n, v in expected)
-
-
-@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
-@given(
-    st.one_of(
-        st.binary(max_size=300),
-        error_bodies,
-        st.dictionaries(
-            st.text(max_size=30),
-            st.dictionaries(
-                st.sampled_from(["token", "token_secret", "issued_at", "last_used"]),
-                st.one_of(st.text(max_size=5), st.floats(), st.none()),
-            ),
-        ).map(lambda t: json.dumps({"format": "oauth1_etrade tokens", "tokens": t}).encode()),
+def test_demo_at_debug_writes_no_secret(monkeypatch, capfd):
+    seen = []
+    real_init, real_request, real_access = (
+        oa.Emulator.__init__,
+        oa.Emulator._issue_request_token,
+        oa.Emulator._issue_access_token,
     )
-)
-def test_fuzz_token_file(tmp_path_factory, content):
-    path = tmp_path_factory.mktemp("fuzz") / "tokens.json"
-    path.write_bytes(content)
-    path.chmod(0o600)
-    store = oa.TokenStore(str(path))
-    for key in ("k", "https://api.etrade.com k"):
-        try:
-            token = store.load(key, "https://api.etrade.com")
-        except oa.TokenFileError:
-            continue
-        assert token is None or isinstance(token, oa.Token)
-    assert path.read_bytes() == content
+
+    def init(self, **kwargs):
+        real_init(self, **kwargs)
+        seen.append(self.consumer_secret)
+
+    def request_token(self, params):
+        fields = real_request(self, params)
+        seen.append(fields["oauth_token_secret"])
+        return fields
+
+    def access_token(self, record, params):
+        fields = real_access(self, record, params)
+        seen.append(fields["oauth_token_secret"])
+        return fields
+
+    monkeypatch.setattr(oa.Emulator, "__init__", init)
+    monkeypatch.setattr(oa.Emulator, "_issue_request_token", request_token)
+    monkeypatch.setattr(oa.Emulator, "_issue_access_token", access_token)
+    assert oa.main(["demo", "-v"]) == 0
+    out, err = capfd.readouterr()
+    assert len(seen) == 3 and "oauth1_etrade: GET http://127.0.0.1" in err  # debug log was on
+    assert_no_secret(out + err, seen)
+
+
+def test_command_line_at_debug_writes_no_secret(served, tmp_path):
+    env = cli_env(tmp_path)
+    written = []
+    code, out, err = scripted_login(env, served, "-v")
+    assert code == 0, err
+    written += [out, err]
+    token_secret = json.loads((tmp_path / "tokens.json").read_text())["tokens"].popitem()[1]["token_secret"]
+    for args in (
+        ("status",),
+        ("get", "/v1/accounts/list.json"),
+        ("sign", "GET", "/v1/x"),
+        ("explain", "GET", "/v1/x"),
+        ("renew",),
+        ("revoke",),
+        ("get", "/v1/accounts/list.json"),
+    ):
+        result = cli(env, *args, "-v", "--api-base", served)
+        written += [result.stdout, result.stderr]
+    text = "".join(written)
+    assert "redacted" in text
+    assert_no_secret(text, ["cli/secret+=", token_secret])
 
 
 cli_words = st.sampled_from(
@@ -2565,583 +3194,3 @@ def monkeypatch_module():
     patcher.setenv("ETRADE_CONSUMER_SECRET", "fuzz-secret")
     yield patcher
     patcher.undo()
-
-
-# ---- Hardening: injection and types ----
-
-
-@pytest.mark.parametrize(
-    "call",
-    [
-        lambda: oa.percent_encode(1),
-        lambda: oa.base_string_uri(None),
-        lambda: oa.normalize_parameters([(1, "a")]),
-        lambda: oa.signature_base_string(b"GET", "https://e.com/"),
-        lambda: oa.signature("base", 1),
-        lambda: oa.authorization_header({"a": 1}),
-        lambda: oa.parse_authorization_header(b"OAuth a=1"),
-        lambda: oa.sign_request("GET", "https://e.com/", consumer_key="k", consumer_secret="s", realm=1),
-        lambda: oa.verify_request("GET", "https://e.com/", None, consumer_secret="s"),
-        lambda: oa.ETradeSession(1, "s"),
-        lambda: oa.OAuth1Auth("k", "s").sign("GET", "https://e.com/", body=1),
-        lambda: oa.TokenStore(1),
-        lambda: oa.Token("t", None, 1),
-    ],
-)
-def test_non_str_input_is_a_type_error(call):
-    with pytest.raises(TypeError):
-        call()
-
-
-@pytest.mark.parametrize("bad", ["\r", "\n", "\0", "\r\n"])
-def test_control_characters_are_refused_everywhere_before_sending(recorder, bad):
-    session = recorder_session(recorder)
-    attempts = [
-        lambda: session.get("/v1/x" + bad),
-        lambda: session.get("/v1/x", params={"a": "1" + bad}),
-        lambda: session.get("/v1/x", headers={"X-A": "1" + bad}),
-        lambda: session.get("/v1/x", headers={"X-A" + bad: "1"}),
-        lambda: session.request("POST", "/v1/x", body={"a": bad}),
-        lambda: session.request("GET" + bad, "/v1/x"),
-        lambda: oa.ETradeSession("k" + bad, "s"),
-        lambda: oa.OAuth1Auth("k", "s", "t" + bad).sign("GET", "https://e.com/"),
-        lambda: oa._verifier_from("ABC" + bad + "D"),
-    ]
-    for attempt in attempts:
-        with pytest.raises(ValueError):
-            attempt()
-    assert recorder.seen == []
-
-
-# ---- Hardening: secrets ----
-
-
-def assert_no_secret(text: str, secrets_: list[str]) -> None:
-    for secret in secrets_:
-        for form in {secret, oa.percent_encode(secret), urllib.parse.quote_plus(secret)}:
-            assert form not in text, "a secret leaked"
-
-
-def test_demo_at_debug_writes_no_secret(monkeypatch, capfd):
-    seen = []
-    real_init, real_request, real_access = (
-        oa.Emulator.__init__,
-        oa.Emulator._issue_request_token,
-        oa.Emulator._issue_access_token,
-    )
-
-    def init(self, **kwargs):
-        real_init(self, **kwargs)
-        seen.append(self.consumer_secret)
-
-    def request_token(self, params):
-        fields = real_request(self, params)
-        seen.append(fields["oauth_token_secret"])
-        return fields
-
-    def access_token(self, record, params):
-        fields = real_access(self, record, params)
-        seen.append(fields["oauth_token_secret"])
-        return fields
-
-    monkeypatch.setattr(oa.Emulator, "__init__", init)
-    monkeypatch.setattr(oa.Emulator, "_issue_request_token", request_token)
-    monkeypatch.setattr(oa.Emulator, "_issue_access_token", access_token)
-    assert oa.main(["demo", "-v"]) == 0
-    out, err = capfd.readouterr()
-    assert len(seen) == 3 and "oauth1_etrade: GET http://127.0.0.1" in err  # debug log was on
-    assert_no_secret(out + err, seen)
-
-
-def test_command_line_at_debug_writes_no_secret(served, tmp_path):
-    env = cli_env(tmp_path)
-    written = []
-    code, out, err = scripted_login(env, served, "-v")
-    assert code == 0, err
-    written += [out, err]
-    token_secret = json.loads((tmp_path / "tokens.json").read_text())["tokens"].popitem()[1]["token_secret"]
-    for args in (
-        ("status",),
-        ("get", "/v1/accounts/list.json"),
-        ("sign", "GET", "/v1/x"),
-        ("explain", "GET", "/v1/x"),
-        ("renew",),
-        ("revoke",),
-        ("get", "/v1/accounts/list.json"),
-    ):
-        result = cli(env, *args, "-v", "--api-base", served)
-        written += [result.stdout, result.stderr]
-    text = "".join(written)
-    assert "redacted" in text
-    assert_no_secret(text, ["cli/secret+=", token_secret])
-
-
-def test_reprs_messages_and_logs_hold_no_secret(emulator, clock, caplog):
-    session = new_session(emulator, clock)
-    with caplog.at_level(logging.DEBUG, logger="oauth1_etrade"):
-        login(session)
-        session.get("/v1/accounts/list")
-    secrets_ = [CONSUMER_SECRET, session.access_token.secret]
-    texts = [
-        repr(session),
-        str(session),
-        repr(session.access_token),
-        repr(session.auth()),
-        repr(oa.TokenStore("/tmp/x.json")),
-        repr(emulator),
-    ]
-    bad = new_session(emulator, clock, token=session.access_token.token, token_secret="wrong-secret")
-    with pytest.raises(oa.OAuthError) as error:
-        bad.get("/v1/accounts/list")
-    texts.append(str(error.value))
-    texts += [r.getMessage() for r in caplog.records]
-    assert_no_secret("\n".join(texts), secrets_ + ["wrong-secret"])
-
-
-# ---- Hardening: network faults ----
-
-
-class FaultServer:
-    """A raw TCP server on loopback that misbehaves as told; counts connections."""
-
-    def __init__(self, behaviour):
-        self.behaviour = behaviour
-        self.connections = 0
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(5)
-        self.sock.settimeout(0.2)
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.serve, daemon=True)
-        self.thread.start()
-
-    @property
-    def base(self):
-        return f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-
-    def serve(self):
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            self.connections += 1
-            with conn:
-                conn.settimeout(5)
-                try:
-                    conn.recv(65536)
-                    self.behaviour(conn, self.stop)
-                except OSError:
-                    pass
-
-    def close(self):
-        self.stop.set()
-        self.thread.join(timeout=5)
-        self.sock.close()
-
-
-def never_answers(conn, stop):
-    stop.wait(5)
-
-
-def drips(conn, stop):
-    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\nContent-Type: text/plain\r\n\r\n")
-    for _ in range(100):
-        if stop.wait(0.1):
-            return
-        conn.sendall(b"x")
-
-
-def truncated(conn, stop):
-    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
-
-
-def html_500(conn, stop):
-    body = b"<html><body>Internal Server Error</body></html>"
-    conn.sendall(
-        b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/html\r\nContent-Length: %d\r\n\r\n%s"
-        % (len(body), body)
-    )
-
-
-def garbage_401(conn, stop):
-    body = b"\x00\xff}{<<garbage"
-    conn.sendall(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
-
-
-def huge(conn, stop):
-    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (2 << 20))
-    chunk = b"oauth_token=" + b"a" * 65524
-    for _ in range(40):
-        conn.sendall(chunk)
-
-
-def not_http(conn, stop):
-    conn.sendall(b"SSH-2.0-OpenSSH_9.0\r\n")
-
-
-FAULTS = {
-    "never answers": (never_answers, oa.TransportError, "timed out"),
-    "drips bytes": (drips, oa.TransportError, "within the timeout"),
-    "truncated body": (truncated, oa.TransportError, "cut short"),
-    "500 with HTML": (html_500, oa.OAuthError, "HTTP 500"),
-    "401 with garbage": (garbage_401, oa.OAuthError, "HTTP 401"),
-    "oversized token response": (huge, oa.TransportError, "larger than"),
-    "not HTTP at all": (not_http, oa.TransportError, "failed"),
-}
-
-
-@pytest.mark.parametrize("fault", list(FAULTS))
-def test_network_faults_give_one_clear_error_and_leave_the_token_file(fault, tmp_path):
-    behaviour, kind, words = FAULTS[fault]
-    server = FaultServer(behaviour)
-    try:
-        path = tmp_path / "tokens.json"
-        store = oa.TokenStore(str(path))
-        store.save(
-            "k", server.base, oa.Token("tok", "tok-secret", time.time() - 3 * 3600, time.time() - 3 * 3600)
-        )
-        before = path.read_bytes()
-        session = oa.ETradeSession("k", "s", api_base=server.base, store=store, timeout=0.5)
-        with pytest.raises(kind, match=words) as error:
-            session.get("/v1/accounts/list")  # idle > 2 h: renew first, which fails
-        assert "\n" not in str(error.value) and "tok-secret" not in str(error.value)
-        assert path.read_bytes() == before
-        assert server.connections == 1  # GET renew was not retried
-    finally:
-        server.close()
-
-
-def test_redirect_never_carries_the_authorization_header(recorder):
-    other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
-    other.seen, other.script = [], []
-    threading.Thread(target=other.serve_forever, daemon=True).start()
-    try:
-        for status in (301, 302, 303, 307, 308):
-            recorder.script = [
-                (status, {"Location": f"http://127.0.0.1:{other.server_address[1]}/stolen"}, b"")
-            ]
-            with pytest.raises(oa.TransportError, match="not followed"):
-                recorder_session(recorder).get("/v1/x")
-        assert other.seen == []
-    finally:
-        other.shutdown()
-        other.server_close()
-
-
-def test_tls_is_verified_and_cannot_be_switched_off(tmp_path):
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is needed to make a test certificate")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-days",
-            "1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
-    server.seen, server.script = [], []
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(str(cert), str(key))
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        session = oa.ETradeSession(
-            "k",
-            "s",
-            token="t",
-            token_secret="ts",
-            api_base=f"https://127.0.0.1:{server.server_address[1]}",
-            timeout=5,
-        )
-        with pytest.raises(oa.TransportError, match="CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
-            session.get("/v1/x")
-        assert server.seen == []
-    finally:
-        server.shutdown()
-        server.server_close()
-    parameters = inspect.signature(oa.ETradeSession).parameters
-    assert not any(word in name for name in parameters for word in ("verify", "insecure", "unsafe"))
-    unverified = ssl.create_default_context()
-    unverified.check_hostname = False
-    unverified.verify_mode = ssl.CERT_NONE
-    with pytest.raises(ValueError, match="cannot be switched off"):
-        oa.ETradeSession("k", "s", ssl_context=unverified)
-    with pytest.raises(TypeError, match="ssl_context"):
-        oa.ETradeSession("k", "s", ssl_context="/etc/ssl/certs")
-
-
-# ---- Hardening: the token file ----
-
-
-SAVER = """
-import sys, oauth1_etrade as oa
-store = oa.TokenStore(sys.argv[1])
-for i in range(int(sys.argv[3])):
-    store.save(f"{sys.argv[2]}-{i}", "https://api.etrade.com", oa.Token(f"t{i}", f"s{i}", 1.0))
-"""
-
-
-def test_two_processes_saving_at_once_lose_nothing(tmp_path):
-    path = tmp_path / "tokens.json"
-    processes = [
-        subprocess.Popen([sys.executable, "-c", SAVER, str(path), name, "25"], cwd=HERE)
-        for name in ("a", "b")
-    ]
-    assert [p.wait(timeout=120) for p in processes] == [0, 0]
-    tokens = json.loads(path.read_text())["tokens"]
-    if os.name == "posix":
-        assert len(tokens) == 50  # the lock kept every entry
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-
-
-def test_a_save_interrupted_part_way_leaves_the_previous_file(tmp_path, monkeypatch):
-    path = tmp_path / "tokens.json"
-    store = oa.TokenStore(str(path))
-    store.save("k", "https://api.etrade.com", oa.Token("old", "old-secret", 1.0))
-    before = path.read_bytes()
-
-    def power_cut(fd):
-        raise OSError("simulated power cut")
-
-    monkeypatch.setattr(os, "fsync", power_cut)
-    with pytest.raises(OSError, match="power cut"):
-        store.save("k", "https://api.etrade.com", oa.Token("new", "new-secret", 2.0))
-    assert path.read_bytes() == before
-    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
-
-
-def test_a_token_file_open_to_others_gets_a_warning(tmp_path):
-    path = tmp_path / "tokens.json"
-    oa.TokenStore(str(path)).save("k", "https://api.etrade.com", oa.Token("t", "s", 1.0))
-    if os.name != "posix":
-        pytest.skip("POSIX permissions")
-    path.chmod(0o644)
-    with pytest.warns(UserWarning, match="chmod 600"):
-        oa.TokenStore(str(path)).load("k", "https://api.etrade.com")
-    path.chmod(0o600)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        oa.TokenStore(str(path)).load("k", "https://api.etrade.com")
-
-
-# ---- Mutation testing: what the first mutmut run showed was untested ----
-
-
-@pytest.mark.parametrize(
-    "call, label",
-    [
-        (lambda: oa.authorization_header({}, realm=1), "realm"),
-        (lambda: oa.authorization_header({}, realm="a\nb"), "realm"),
-        (lambda: oa.authorization_header({1: "v"}), "parameter name"),
-        (lambda: oa.authorization_header({"n": 1}), "n"),
-        (
-            lambda: oa.sign_request(
-                "POST", "https://e.com/", consumer_key="k", consumer_secret="s", body="a=1", content_type=1
-            ),
-            "content_type",
-        ),
-        (
-            lambda: oa.sign_request(
-                "POST", "https://e.com/", consumer_key="k", consumer_secret="s", body=[(1, "v")]
-            ),
-            "body field name",
-        ),
-        (
-            lambda: oa.sign_request(
-                "POST", "https://e.com/", consumer_key="k", consumer_secret="s", body=[("n", 1)]
-            ),
-            "body field value",
-        ),
-        (
-            lambda: oa.sign_request("POST", "https://e.com/", consumer_key="k", consumer_secret="s", body=7),
-            "but got 'int'",
-        ),
-        (lambda: oa.signature(1, "s"), "base_string"),
-        (lambda: oa.signature("b", 1), "consumer_secret"),
-        (lambda: oa.signature("b", "s", 1), "token_secret"),
-        (lambda: oa.normalize_parameters([("a", "\n")]), "a parameter contains"),
-        (
-            lambda: oa.sign_request(
-                "GET", "https://e.com/", consumer_key="k", consumer_secret="s", token="\r"
-            ),
-            "token contains",
-        ),
-    ],
-)
-def test_errors_name_what_was_wrong(call, label):
-    with pytest.raises((TypeError, ValueError)) as error:
-        call()
-    assert label in str(error.value)
-
-
-def test_header_refusals_say_why():
-    with pytest.raises(ValueError, match="pass realm as realm="):
-        oa.authorization_header([("realm", "x")])
-    with pytest.raises(ValueError, match=r"'oauth_nonce' given twice \(RFC 5849 §3.1\)"):
-        oa.authorization_header([("oauth_nonce", "1"), ("oauth_nonce", "2")])
-
-
-def test_every_optional_argument_is_type_checked_even_when_all_are_given():
-    given = dict(token="t", callback="oob", verifier="v", realm="r", nonce="n", timestamp="1")
-    for name in given:
-        with pytest.raises(TypeError, match=name):
-            oa.sign_request(
-                "GET", "https://e.com/", consumer_key="k", consumer_secret="s", **{**given, name: b"x"}
-            )
-        with pytest.raises(ValueError, match=name):
-            oa.sign_request(
-                "GET", "https://e.com/", consumer_key="k", consumer_secret="s", **{**given, name: "x\n"}
-            )
-
-
-def test_a_str_body_without_content_type_is_not_signed():
-    plain = oa.sign_request(
-        "POST", "https://e.com/", consumer_key="k", consumer_secret="s", nonce="n", timestamp="1"
-    )
-    with_body = oa.sign_request(
-        "POST", "https://e.com/", consumer_key="k", consumer_secret="s", nonce="n", timestamp="1", body="a=1"
-    )
-    assert with_body == plain
-
-
-def test_verify_ignores_the_realm_and_signature_defaults_to_empty_token_secret():
-    header = oa.sign_request("GET", "https://e.com/x", consumer_key="k", consumer_secret="s", realm="Photos")
-    assert oa.verify_request("GET", "https://e.com/x", header, consumer_secret="s")
-    assert oa.signature("base", "s") == oa.signature("base", "s", "", "HMAC-SHA1")
-    assert oa.signature("base", "s", signature_method="PLAINTEXT") == "s&"
-
-
-def test_nonce_is_exactly_16_random_bytes():
-    import base64
-
-    nonce = oa.make_nonce()
-    assert len(base64.urlsafe_b64decode(nonce + "==")) == 16
-
-
-@pytest.mark.parametrize(
-    "header, message",
-    [
-        ("Basic abc", "Authorization header: the scheme is not 'OAuth'"),
-        ("OAuth ===", "Authorization header: expected name=value at character 6"),
-        ('OAuth a="1', "Authorization header: an unterminated quoted value at character 8"),
-        ('OAuth a="1" b="2"', "Authorization header: a missing ',' at character 12"),
-        ('OAuth a="1",a="2"', "Authorization header: parameter 'a' appears twice (RFC 5849 §3.1)"),
-        ('OAuth oauth_token="%FF"', "Authorization header: 'oauth_token' is not percent-encoded UTF-8"),
-        ('OAuth o%FF="1"', "Authorization header: 'o%FF' is not percent-encoded UTF-8"),
-    ],
-)
-def test_header_parse_errors_say_where_and_what(header, message):
-    with pytest.raises(ValueError) as error:
-        oa.parse_authorization_header(header)
-    assert str(error.value) == message
-
-
-def test_header_parse_type_error_names_the_header():
-    with pytest.raises(TypeError, match="^Authorization header: expected str, but got 'bytes'$"):
-        oa.parse_authorization_header(b"OAuth a=1")
-
-
-def test_realm_is_not_percent_decoded_but_other_values_are():
-    parsed = oa.parse_authorization_header('OAuth realm="a%20b", oauth_token="a%20b"')
-    assert parsed == {"realm": "a%20b", "oauth_token": "a b"}
-
-
-def test_control_characters_in_the_header_say_which():
-    with pytest.raises(ValueError, match="^a parameter contains a CR, LF or NUL character"):
-        oa.authorization_header({"oauth_token": "a\rb"})
-    with pytest.raises(ValueError, match="^realm contains a CR, LF or NUL character"):
-        oa.authorization_header({}, realm="\0")
-    with pytest.raises(TypeError, match="^realm: expected str"):
-        oa.authorization_header({}, realm=b"r")
-    with pytest.raises(TypeError, match="^parameter name: expected str"):
-        oa.authorization_header({b"n": "v"})
-    with pytest.raises(TypeError, match="^oauth_token: expected str"):
-        oa.authorization_header({"oauth_token": 5})
-
-
-def test_form_body_must_be_utf8_and_says_so():
-    with pytest.raises(ValueError, match="^body: a form-encoded body must be UTF-8 text$"):
-        oa.sign_request("POST", "https://e.com/", consumer_key="k", consumer_secret="s", body=b"a=\xff",
-                        content_type="application/x-www-form-urlencoded")  # fmt: skip
-
-
-def test_form_value_holding_equals_signs_is_encoded():
-    # A raw "=" inside a value is data: it must be signed as %3D, never split.
-    assert oa.normalize_parameters(oa._parse_form("a=b=c&d==")) == "a=b%3Dc&d=%3D"
-    assert oa.normalize_parameters(oa._parse_form("a=b%3Dc")) == "a=b%3Dc"
-
-
-@pytest.mark.parametrize(
-    "call, kind, message",
-    [
-        (
-            lambda: oa.signature_base_string(1, "https://e.com/"),
-            TypeError,
-            "method: expected str, but got 'int'",
-        ),
-        (
-            lambda: oa.signature_base_string("G\nET", "https://e.com/"),
-            ValueError,
-            "method contains a CR, LF or NUL character; refusing to sign it",
-        ),
-        (lambda: oa.signature_base_string("", "https://e.com/"), ValueError, "method: must not be empty"),
-        (
-            lambda: oa.signature_base_string("GET", "https://e.com/", [("a", "\n")]),
-            ValueError,
-            "a parameter contains a CR, LF or NUL character; refusing to sign it",
-        ),
-        (
-            lambda: oa.base_string_uri("https://e.com/\n"),
-            ValueError,
-            "url contains a CR, LF or NUL character; refusing to sign it",
-        ),
-        (
-            lambda: oa.base_string_uri("ftp://e.com/"),
-            ValueError,
-            "url: scheme must be http or https, not 'ftp'",
-        ),
-        (lambda: oa.base_string_uri("http:///x"), ValueError, "url: has no host"),
-        (
-            lambda: oa.base_string_uri("http://e.com:99999/"),
-            ValueError,
-            "url: port is not a number from 0 to 65535",
-        ),
-        (lambda: oa.percent_encode(1.5), TypeError, "percent_encode: expected str or bytes, but got 'float'"),
-        (
-            lambda: oa.signature("b", "s", signature_method=None),
-            TypeError,
-            "signature_method: expected str, but got 'NoneType'",
-        ),
-        (
-            lambda: oa.signature("b", "s", signature_method="HMAC-MD5"),
-            ValueError,
-            "signature_method: unsupported 'HMAC-MD5'; use one of "
-            "HMAC-SHA1, HMAC-SHA256, HMAC-SHA512, PLAINTEXT",
-        ),
-        (
-            lambda: oa.signature("b", "s", signature_method="RSA-SHA1"),
-            ValueError,
-            "signature_method: RSA-SHA1 (RFC 5849 §3.4.3) needs an RSA key library, which is outside this "
-            "standard-library-only module; E*TRADE accepts HMAC-SHA1 only",
-        ),
-    ],
-)
-def test_core_error_messages(call, kind, message):
-    with pytest.raises(kind) as error:
-        call()
-    assert str(error.value) == message
