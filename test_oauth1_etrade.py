@@ -324,6 +324,40 @@ def test_base_string_uri_rules(scheme, host, port, path, query):
     assert uri == f"{scheme.lower()}://{host.lower()}{shown_port}{path or '/'}"
 
 
+def reference_base_string_uri(url):
+    """§3.4.1.2 by urlsplit's own hostname and port, for comparison with the module's fast path."""
+    parts = urllib.parse.urlsplit(url)
+    scheme, host, port = parts.scheme.lower(), parts.hostname, parts.port
+    if ":" in host:
+        host = f"[{host}]"
+    if port is not None and port != {"http": 80, "https": 443}[scheme]:
+        host = f"{host}:{port}"
+    return f"{scheme}://{host}{urllib.parse.quote(parts.path or '/', safe=oa._PATH_SAFE)}"
+
+
+@given(
+    st.sampled_from(["http", "HTTPS", "https"]),
+    st.one_of(
+        st.from_regex(r"[A-Za-z0-9.-]{1,20}", fullmatch=True),
+        st.sampled_from(["user:pw@Example.com", "[::1]", "[FE80::1%25Eth0]", "Exa%41mple.com", "ex.com"]),
+    ),
+    st.one_of(
+        st.none(), st.integers(0, 65535).map(str), st.sampled_from(["00443", "080", "", "\u0661", "65536"])
+    ),
+    st.from_regex(r"(/[A-Za-z0-9%:@!$&'()*+,;=._~ é-]{0,12}){0,3}", fullmatch=True),
+)
+def test_base_string_uri_agrees_with_urlsplit(scheme, netloc, port, path):
+    url = f"{scheme}://{netloc}{'' if port is None else ':' + port}{path}?q=1#f"
+    try:
+        expected = reference_base_string_uri(url)
+    except (ValueError, TypeError):
+        with pytest.raises(ValueError):
+            oa.base_string_uri(url)
+        return
+    if "%" not in path or re.fullmatch(r"(%[0-9A-Fa-f]{2}|[^%])*", path):
+        assert oa.base_string_uri(url) == expected
+
+
 def test_base_string_uri_rejects_non_str():
     with pytest.raises(TypeError, match="url: expected str"):
         oa.base_string_uri(b"http://example.com/")
