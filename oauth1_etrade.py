@@ -3186,6 +3186,22 @@ def _pending_logins(session: ETradeSession) -> TokenStore:
 _PASTE_PROMPT = "Paste the verifier code (or the whole URL you landed on): "
 
 
+def _answer_problem(query: list[Param], request_token: str) -> str | None:
+    """Return why callback query pairs are not this login's answer, or None.
+
+    The answer needs a non-empty oauth_verifier; an oauth_token, when there is
+    one, must be the pending request token (E*TRADE's documented callback
+    carries only oauth_verifier).
+    """
+    verifier = next((v for n, v in query if n == "oauth_verifier"), None)
+    if not isinstance(verifier, str) or not verifier:
+        return "no oauth_verifier"
+    token = next((v for n, v in query if n == "oauth_token"), None)
+    if token is not None and token != request_token:
+        return "the oauth_token of another login"
+    return None
+
+
 def _pasted_problem(text: str, request_token: str) -> str | None:
     """Return why a pasted answer cannot be this login's verifier, or None."""
     if not text:
@@ -3193,27 +3209,16 @@ def _pasted_problem(text: str, request_token: str) -> str | None:
     query = _callback_query(text)
     if query is None:
         return None  # a bare verifier code
-    verifier = next((v for n, v in query if n == "oauth_verifier"), None)
-    if not isinstance(verifier, str) or not verifier:
-        return "That URL has no oauth_verifier"
-    token = next((v for n, v in query if n == "oauth_token"), None)
-    if token is not None and token != request_token:
-        return "That URL is for another login (its oauth_token is not this login's request token)"
-    return None
+    problem = _answer_problem(query, request_token)
+    return f"That URL has {problem}" if problem else None
 
 
 def _callback_problem(path: str, fetch_dest: str | None, request_token: str) -> str | None:
     """Return why a request to the login listener is not E*TRADE's redirect, or None."""
     if fetch_dest is not None and fetch_dest != "document":
         return f"Not a page navigation (Sec-Fetch-Dest: {_one_line(fetch_dest, 40)})"
-    query = _callback_query(path) or []
-    verifier = next((v for n, v in query if n == "oauth_verifier"), None)
-    if not isinstance(verifier, str) or not verifier:
-        return "No oauth_verifier in this request"
-    token = next((v for n, v in query if n == "oauth_token"), None)
-    if token is not None and token != request_token:
-        return "This oauth_token is not the pending login's request token"
-    return None
+    problem = _answer_problem(_callback_query(path) or [], request_token)
+    return f"This request has {problem}" if problem else None
 
 
 def _callback_listener(

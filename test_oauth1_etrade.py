@@ -3012,7 +3012,7 @@ def test_login_paste_prompt_gives_reasons_and_prompts_again(tmp_path):
     assert process.returncode == 0, err
     assert "Nothing was pasted." in out
     assert "That URL has no oauth_verifier." in out
-    assert "That URL is for another login" in out
+    assert "That URL has the oauth_token of another login." in out
     assert "The server refused that verifier (verifier_invalid)" in out
     assert out.count("Paste the verifier code") == 5 and "Logged in" in out
 
