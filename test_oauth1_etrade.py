@@ -221,6 +221,68 @@ def test_errors_name_what_was_wrong(call, label):
             "signature_method: RSA-SHA1 (RFC 5849 §3.4.3) needs an RSA key library, which is outside this "
             "standard-library-only module; E*TRADE accepts HMAC-SHA1 only",
         ),
+        # Exact messages the mutation run showed were not pinned.
+        (lambda: oa.signature(1, "s"), TypeError, "base_string: expected str, but got 'int'"),
+        (
+            lambda: oa.normalize_parameters([1]),
+            TypeError,
+            "normalize_parameters: expected (name, value) pairs",
+        ),
+        (
+            lambda: oa.authorization_header({}, realm="a\x01b"),
+            ValueError,
+            "realm contains a control character; a quoted-string cannot hold it (RFC 7230 §3.2.6)",
+        ),
+        (
+            lambda: oa.authorization_header([("realm", "x")]),
+            ValueError,
+            "authorization_header: pass realm as realm=, not as a parameter",
+        ),
+        (
+            lambda: oa.authorization_header([("a", "1"), ("b", "2"), ("b", "3")]),
+            ValueError,
+            "authorization_header: parameter 'b' given twice (RFC 5849 §3.1)",
+        ),
+        (
+            lambda: oa.parse_authorization_header('OAuth a=,b="x"'),
+            ValueError,
+            "Authorization header: an empty unquoted value for 'a' at character 8 (RFC 7230 §3.2.6)",
+        ),
+        (
+            lambda: oa.parse_authorization_header('OAuth a="x\x01y"'),
+            ValueError,
+            "Authorization header: a control character in the quoted value of 'a' at character 8 "
+            "(RFC 7230 §3.2.6)",
+        ),
+        (
+            lambda: oa.parse_authorization_header('OAuth a=b"c"'),
+            ValueError,
+            "Authorization header: an unterminated quoted value at character 9",
+        ),
+        (
+            lambda: oa.parse_authorization_header('OAuth a="b"c'),
+            ValueError,
+            "Authorization header: a missing ',' at character 11",
+        ),
+        (
+            lambda: oa.sign_request(
+                "POST",
+                "https://e.com/",
+                consumer_key="k",
+                consumer_secret="s",
+                body="a=1\r\n",
+                content_type="application/x-www-form-urlencoded",
+            ),
+            ValueError,
+            "body contains a CR, LF or NUL character; refusing to sign it",
+        ),
+        (
+            lambda: oa.sign_request(
+                "POST", "https://e.com/", consumer_key="k", consumer_secret="s", body="a=1", content_type=1
+            ),
+            TypeError,
+            "content_type: expected str, but got 'int'",
+        ),
     ],
 )
 def test_core_error_messages(call, kind, message):
@@ -339,7 +401,7 @@ def reference_base_string_uri(url):
     st.sampled_from(["http", "HTTPS", "https"]),
     st.one_of(
         st.from_regex(r"[A-Za-z0-9.-]{1,20}", fullmatch=True),
-        st.sampled_from(["user:pw@Example.com", "[::1]", "[FE80::1%25Eth0]", "Exa%41mple.com", "ex.com"]),
+        st.sampled_from(["user:pw@Example.com", "[::1]", "[FE80::1%25Eth0]", "Exa%41MPLE.com", "ex.com"]),
     ),
     st.one_of(
         st.none(), st.integers(0, 65535).map(str), st.sampled_from(["00443", "080", "", "\u0661", "65536"])
@@ -521,6 +583,29 @@ def test_base_string_has_three_parts(method, query, params):
     kept = [(n, v) for n, v in params if n not in ("realm", "oauth_signature")]
     kept += [(n, v) for n, v in query if n != "oauth_signature"]
     assert unquote(parts[2]) == oa.normalize_parameters(kept)
+
+
+def test_a_question_mark_in_the_fragment_is_not_a_query():
+    # RFC 3986 §3.5: the fragment starts at the first "#"; a "?" after it is not a query.
+    assert oa.signature_base_string("GET", "http://e.com/p#f?x=1") == "GET&http%3A%2F%2Fe.com%2Fp&"
+
+
+def test_form_fields_with_a_form_content_type_are_signed():
+    form = "application/x-www-form-urlencoded; charset=UTF-8"
+    header = oa.sign_request("POST", "https://e.com/", consumer_key="k", consumer_secret="s",
+                             body=[("a", "1 2")], content_type=form)  # fmt: skip
+    assert oa.verify_request(
+        "POST", "https://e.com/", header, consumer_secret="s", body="a=1+2", content_type=form
+    )
+    assert not oa.verify_request(
+        "POST", "https://e.com/", header, consumer_secret="s", body="a=3", content_type=form
+    )
+
+
+def test_a_realm_may_hold_a_tab_but_no_other_control_character():
+    assert oa.authorization_header({}, realm="a\tb") == 'OAuth realm="a\tb"'
+    with pytest.raises(ValueError, match="control character"):
+        oa.authorization_header({}, realm="a\x1fb")
 
 
 def test_base_string_excludes_signature_and_header_realm_only():

@@ -23,7 +23,7 @@ CORE_FUNCTIONS = [
     "_require_str", "_has_controls", "_reject_controls", "_require_texts", "_reject_encoded_controls",
     "percent_encode", "_percent_encode_each", "_form_decode", "_parse_form", "base_string_uri",
     "normalize_parameters", "_is_form", "_body_parameters", "_field_pairs", "signature_base_string",
-    "_hmac", "_plaintext", "_signature_function", "signature",
+    "_hmac", "_hmac_sha1", "_hmac_sha256", "_hmac_sha512", "_plaintext", "_signature_function", "signature",
     "_quote_realm", "authorization_header", "_decode_header_text", "_auth_param_problem",
     "parse_authorization_header", "make_nonce", "make_timestamp", "sign_request", "verify_request",
 ]  # fmt: skip
