@@ -223,6 +223,8 @@ def test_errors_name_what_was_wrong(call, label):
         ),
         # Exact messages the mutation run showed were not pinned.
         (lambda: oa.signature(1, "s"), TypeError, "base_string: expected str, but got 'int'"),
+        (lambda: oa.signature("b", 1), TypeError, "consumer_secret: expected str, but got 'int'"),
+        (lambda: oa.signature("b", "s", None), TypeError, "token_secret: expected str, but got 'NoneType'"),
         (
             lambda: oa.normalize_parameters([1]),
             TypeError,
