@@ -37,6 +37,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import MappingProxyType
 from urllib.parse import quote as _url_quote
 from urllib.parse import unquote, unquote_to_bytes, urlsplit
 
@@ -115,7 +116,7 @@ if TYPE_CHECKING:
     import queue
     import socket
     import ssl
-    from typing import NoReturn, Union
+    from typing import Any, NoReturn, Union
 
     # A parameter is a name/value pair; values decoded from a query or form
     # body are bytes when not valid UTF-8 (they are signed as those bytes).
@@ -132,14 +133,30 @@ class OAuthError(Exception):
     """A failure reported by (or about) the OAuth provider.
 
     ``status`` is the HTTP status or None; ``problem`` is the provider's
-    ``oauth_problem`` (RFC 5849 problem reporting, as E*TRADE sends it) or None.
-    The message never contains a secret.
+    ``oauth_problem`` (RFC 5849 problem reporting, as E*TRADE sends it) or None;
+    ``fields`` holds every problem-reporting field of the answer (e.g.
+    ``oauth_acceptable_timestamps``); ``code`` and ``server_message`` are the
+    ``code`` and ``message`` of E*TRADE's ``Error`` envelope (or the message
+    of its error page), or None. The message is one line and never contains
+    a secret.
     """
 
-    def __init__(self, message: str, *, status: int | None = None, problem: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        problem: str | None = None,
+        code: int | None = None,
+        server_message: str | None = None,
+        fields: Mapping[str, str] | None = None,
+    ):
         super().__init__(message)
         self.status = status
         self.problem = problem
+        self.code = code
+        self.server_message = server_message
+        self.fields: Mapping[str, str] = dict(fields or {})
 
 
 class LoginRequiredError(OAuthError):
@@ -182,18 +199,13 @@ class NonceUsedError(OAuthError):
 
 
 class RateLimitError(OAuthError):
-    """The provider answered 429 Too Many Requests; ``retry_after`` is the wait it asked for, in
-    seconds (from Retry-After, RFC 9110 §10.2.3), or None. Never retried automatically."""
+    """The provider said the rate limit was exceeded: E*TRADE's HTTP 400 page ("Number of requests
+    exceeded the rate limit set", E*TRADE: Rate Limits), or 429 Too Many Requests. ``retry_after``
+    is the wait it asked for in seconds (a valid Retry-After, RFC 9110 §10.2.3), or None. Never
+    retried automatically."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        problem: str | None = None,
-        retry_after: float | None = None,
-    ):
-        super().__init__(message, status=status, problem=problem)
+    def __init__(self, message: str, *, retry_after: float | None = None, **details: Any):
+        super().__init__(message, **details)
         self.retry_after = retry_after
 
 
@@ -1027,6 +1039,47 @@ _OAUTH_PATHS = {
     "revoke_access_token": "/oauth/revoke_access_token",
 }
 
+#: E*TRADE: Rate Limits, per consumer key and module: (requests per second,
+#: requests per hour). A quote of up to 25 symbols is one request.
+ETRADE_RATE_LIMITS: Mapping[str, tuple[int, int]] = MappingProxyType(
+    {"accounts": (2, 7000), "market": (4, 14000), "order": (2, 7000)}
+)
+
+
+def _api_module(path: str) -> str | None:
+    """Return the module of an API path that E*TRADE's rate limits count, or None.
+
+    E*TRADE's API reference: Order is /v1/accounts/{accountIdKey}/orders...,
+    Accounts the rest of /v1/accounts/..., Market /v1/market/...; the
+    /oauth/* endpoints and other modules (alerts) have no published limit.
+    """
+    segments = [segment.partition(".")[0] for segment in path.split("/")]
+    if segments[1:3] == ["v1", "accounts"]:
+        return "order" if "orders" in segments[3:] else "accounts"
+    if segments[1:3] == ["v1", "market"]:
+        return "market"
+    return None
+
+
+def _rate_limits(changes: Mapping[str, tuple[int, int]] | None) -> dict[str, tuple[int, int]]:
+    """Return E*TRADE's published rate limits with ``changes`` (module -> (per second, per hour))."""
+    limits = dict(ETRADE_RATE_LIMITS)
+    if changes is None:
+        return limits
+    if not isinstance(changes, Mapping):
+        raise TypeError(f"rate_limits: expected a mapping, but got {type(changes).__name__!r}")
+    for module, pair in changes.items():
+        if module not in limits:
+            raise ValueError(f"rate_limits: unknown module {module!r}; expected one of {sorted(limits)}")
+        if (
+            not isinstance(pair, tuple)
+            or len(pair) != 2
+            or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in pair)
+        ):
+            raise ValueError(f"rate_limits[{module!r}]: expected (per second, per hour), two positive ints")
+        limits[module] = pair
+    return limits
+
 # What to do when only a login helps, in the library's words; the command line
 # says "run: oauth1_etrade login" instead.
 _LOG_IN = "log in again (get_request_token, authorize_url, get_access_token)"
@@ -1034,7 +1087,7 @@ _LOG_IN_FIRST = "log in first (get_request_token, authorize_url, get_access_toke
 
 # oauth_problem -> the error a user can act on (OAuth problem reporting names,
 # as E*TRADE sends them with HTTP 400/401).
-_PROBLEM_ERRORS: Mapping[str, type[OAuthError]] = {
+_PROBLEM_ERRORS: Mapping[str, type[OAuthError]] = MappingProxyType({
     "token_expired": TokenExpiredError,
     "token_inactive": TokenInactiveError,
     "token_rejected": TokenRejectedError,
@@ -1048,7 +1101,14 @@ _PROBLEM_ERRORS: Mapping[str, type[OAuthError]] = {
     "consumer_key_rejected": ConsumerKeyError,
     "consumer_key_refused": ConsumerKeyError,
     "verifier_invalid": VerifierInvalidError,
-}
+})
+
+# At /oauth/access_token a wrong, stale or reused verifier is answered 401
+# token_rejected, not verifier_invalid (pyetrade #5): there it means the
+# verifier was not accepted.
+_ACCESS_TOKEN_PROBLEMS: Mapping[str, type[OAuthError]] = MappingProxyType(
+    {**_PROBLEM_ERRORS, "token_rejected": VerifierInvalidError, "token_used": VerifierInvalidError}
+)
 
 _ADVICE: Mapping[type[OAuthError], str] = {
     TokenExpiredError: _LOG_IN,
@@ -1062,20 +1122,188 @@ _ADVICE: Mapping[type[OAuthError], str] = {
     ),
     RateLimitError: "wait before calling again",
     ConsumerKeyError: "check the consumer key and the environment (sandbox or production)",
-    VerifierInvalidError: "start the login again and use the new verifier code",
+    VerifierInvalidError: "check the verifier code and try again, or start the login again",
+}
+
+# Problems whose advice does not follow from the error class alone.
+_PROBLEM_ADVICE: Mapping[str, str] = {
+    # rasesh6/etrade-trading TROUBLESHOOTING.md: a callback other than oob on
+    # request_token gets HTTP 400 callback_rejected,oauth_acceptable_callback=oob.
+    "callback_rejected": "E*TRADE accepts only oauth_callback=oob, even with a registered callback URL",
 }
 
 
-# Patterns for error bodies, compiled on first use (re caches them): the
-# module's import stays light for callers that only sign.
-_PROBLEM_PATTERN = r"oauth_problem=([A-Za-z_]+)"
-_XML_MESSAGE_PATTERN = r"(?i)<message>([^<]{0,500})</message>"
-_DETAIL_UNSAFE_PATTERN = r"[\x00-\x1f\x7f]+"
+# Patterns for answers, compiled on first use (re caches them): the module's
+# import stays light for callers that only sign.
+# An OAuth problem-reporting field: "oauth_problem=token_rejected", joined to
+# the next by "&" (a form body), "," (E*TRADE's Tomcat pages, pyetrade #55)
+# or ", " with quotes (a WWW-Authenticate header).
+_OAUTH_FIELD_PATTERN = r"\b(oauth_[a-z_]{1,40})=\"?([^&,\s<>\"']{0,200})"
+_HTML_PATTERN = r"(?i)^\s*<(?:!doctype\s+html|html|head|title|body)\b"
+# Tomcat's report: new style "<p><b>Message</b> oauth_problem=...</p>",
+# old style "<p><b>message</b> <u>oauth_problem=...</u></p>" (pyetrade #52, #4).
+_HTML_MESSAGE_PATTERN = r"(?is)<b>\s*message\s*</b>\s*(?:<u>)?(.{0,2000}?)(?:</u>)?\s*</p>"
+_HTML_HEADING_PATTERN = r"(?is)<h1[^>]*>(.{0,2000}?)</h1>"
+_HTML_TAG_PATTERN = r"(?s)<[^>]{0,2000}>"
+_XML_CODE_PATTERN = r"(?is)<Error\b.{0,2000}?<code>([^<]{0,500})</code>"
+_XML_MESSAGE_PATTERN = r"(?is)<Error\b.{0,2000}?<message>([^<]{0,500})</message>"
+# E*TRADE's rate-limit page: "Number of requests exceeded the rate limit set".
+_RATE_LIMIT_PATTERN = r"(?i)rate[ _-]?limit|too many requests"
+_DETAIL_UNSAFE_PATTERN = r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+"
+#: How much of an error answer is read for its problem and message.
+_ANSWER_READ_LIMIT = 16384
 
 
 def _one_line(text: str, limit: int = 200) -> str:
     """Return text from a server as one short line: control characters become spaces."""
     return re.sub(_DETAIL_UNSAFE_PATTERN, " ", text).strip()[:limit]
+
+
+class _Reading:
+    """What an E*TRADE answer says: the OAuth problem and its fields, E*TRADE's error code
+    and message, and whether it reports the rate limit."""
+
+    __slots__ = ("code", "fields", "message", "problem", "rate_limited")
+
+    def __init__(
+        self, fields: dict[str, str], code: int | None, message: str | None, rate_limited: bool
+    ):
+        self.fields = fields
+        problem = fields.get("oauth_problem", "")
+        self.problem = problem if re.fullmatch(r"[a-z_]{1,40}", problem) else None
+        self.code = code
+        self.message = message
+        self.rate_limited = rate_limited
+
+
+def _oauth_fields(text: str) -> dict[str, str]:
+    """Return the OAuth problem-reporting fields in ``text`` (first of each name, decoded).
+
+    OAuth Problem Reporting (oauth.pbwiki.com/ProblemReporting, as E*TRADE
+    uses it): oauth_problem, oauth_acceptable_timestamps, oauth_parameters_absent...
+    """
+    fields: dict[str, str] = {}
+    for name, value in re.findall(_OAUTH_FIELD_PATTERN, text):
+        fields.setdefault(name, unquote(value))
+    return fields
+
+
+def _error_envelope(text: str) -> tuple[int | None, str | None]:
+    """Return (code, message) of E*TRADE's JSON or XML ``Error`` envelope, or (None, None).
+
+    {"Error":{"code":100,"message":"..."}} and <Error><code>100</code>
+    <message>...</message></Error> (REAL-ANSWERS: wetrade, etrade-python, rs-etrade).
+    """
+    code: object = None
+    message: object = None
+    if text.lstrip().startswith("{"):
+        import json  # noqa: PLC0415
+
+        try:
+            error = json.loads(text).get("Error")
+        except (ValueError, AttributeError, RecursionError):
+            error = None
+        if isinstance(error, dict):
+            code, message = error.get("code"), error.get("message")
+    elif "<error" in text.lower():
+        found_code = re.search(_XML_CODE_PATTERN, text)
+        found_message = re.search(_XML_MESSAGE_PATTERN, text)
+        code = found_code.group(1).strip() if found_code else None
+        message = found_message.group(1) if found_message else None
+    if isinstance(code, str) and code.isascii() and code.isdigit() and len(code) <= 9:
+        code = int(code)
+    if not isinstance(code, int) or isinstance(code, bool) or not 0 <= code < 10**9:
+        code = None
+    return code, (_one_line(str(message)) or None) if message is not None else None
+
+
+def _html_message(text: str) -> str | None:
+    """Return the message of an HTML error page (Tomcat's "Message", else the heading), unescaped."""
+    import html  # noqa: PLC0415
+
+    found = re.search(_HTML_MESSAGE_PATTERN, text) or re.search(_HTML_HEADING_PATTERN, text)
+    if found is None:
+        body = re.sub(r"(?is)<(head|style|script)\b.*?</\1\s*>", " ", text)
+        return _one_line(html.unescape(re.sub(_HTML_TAG_PATTERN, " ", body))) or None
+    return _one_line(html.unescape(re.sub(_HTML_TAG_PATTERN, " ", found.group(1)))) or None
+
+
+def _read_answer(status: int, headers: Mapping[str, str], body: bytes) -> _Reading:
+    """Return what an E*TRADE error answer says, from wherever it says it.
+
+    REAL-ANSWERS.md: the problem comes in the WWW-Authenticate header (read
+    first, as the R client etrader does), a form body ("&"), a Tomcat HTML
+    page in either style with comma-joined fields, or E*TRADE's JSON or XML
+    Error envelope ({"Error":{"message":"oauth_problem=token_rejected"}}).
+    Bodies are UTF-8 with replacement (the en dash of the new Tomcat title
+    broke rauth's ASCII decoding, pyetrade #23). The rate limit is reported
+    as 400 with a page saying "Number of requests exceeded the rate limit
+    set" (E*TRADE: Rate Limits), or elsewhere as 429.
+    """
+    text = body[:_ANSWER_READ_LIMIT].decode("utf-8", errors="replace")
+    code, message = _error_envelope(text)
+    is_html = re.match(_HTML_PATTERN, text) is not None
+    if is_html:
+        import html  # noqa: PLC0415
+
+        message = message or _html_message(text)
+        text = html.unescape(text)
+    fields = _oauth_fields(str(headers.get("WWW-Authenticate") or "")) or _oauth_fields(text)
+    if message is None and not fields and not text.lstrip().startswith(("{", "[", "<")):
+        message = _one_line(text) or None  # a plain text answer
+    said = message or ("" if fields else text)
+    rate_limited = status == 429 or bool(re.search(_RATE_LIMIT_PATTERN, said))
+    return _Reading(fields, code, message, rate_limited)
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """Return Retry-After in seconds, or None when absent or not valid (RFC 9110 §10.2.3).
+
+    Valid is delay-seconds (1*DIGIT, ASCII digits only) or an HTTP-date
+    (RFC 9110 §5.6.7). A date is measured against the answer's own Date
+    header when it has one, so this machine's clock skew does not enter.
+    """
+    value = str(headers.get("Retry-After") or "").strip()
+    if value.isascii() and value.isdigit():
+        return float(value) if len(value) <= 9 else None
+    if not re.fullmatch(r"[A-Za-z]{3}, \d\d [A-Za-z]{3} \d{4} \d\d:\d\d:\d\d GMT", value):
+        return None
+    when = _http_date(value)
+    date = _http_date(str(headers.get("Date") or ""))
+    if when is None:
+        return None
+    return max(0.0, when - (time.time() if date is None else date))
+
+
+def _http_date(value: str) -> float | None:
+    """Return an HTTP-date (RFC 9110 §5.6.7) as epoch seconds, or None."""
+    import email.utils  # noqa: PLC0415
+
+    try:
+        return email.utils.parsedate_to_datetime(value).timestamp() if value else None
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+def _server_clock_offset(
+    fields: Mapping[str, str], headers: Mapping[str, str], local_now: float
+) -> float | None:
+    """Return server time minus local time from a timestamp_refused answer, or None.
+
+    From oauth_acceptable_timestamps=A-B (OAuth problem reporting) only when
+    it is plausible: ASCII digits, at most 12 each, A <= B, and its middle
+    within a day of the answer's Date header or of this machine's clock
+    (pyetrade #55 published "1636665132-16366687", cut short: its average
+    would be 25 years off). Else from the Date header (RFC 9110 §6.6.1).
+    """
+    date = _http_date(str(headers.get("Date") or ""))
+    window = re.fullmatch(r"(\d{1,12})-(\d{1,12})", fields.get("oauth_acceptable_timestamps", ""))
+    if window and window.group(1).isascii() and window.group(2).isascii():
+        start, end = int(window.group(1)), int(window.group(2))
+        middle = (start + end) / 2
+        if start <= end and any(abs(middle - t) <= 24 * 3600 for t in (date, local_now) if t is not None):
+            return middle - local_now
+    return None if date is None else date - local_now
 
 
 def _logger_debug(message: str, *args: object) -> None:
@@ -1420,7 +1648,8 @@ class TokenStore:
 
 
 class Response:
-    """An HTTP response: ``status``, ``headers`` (case-insensitive), ``body`` (bytes)."""
+    """An HTTP response: ``status`` (also ``status_code``), ``headers`` (case-insensitive),
+    ``body`` (bytes), ``text`` (the body as UTF-8) and ``json()``."""
 
     __slots__ = ("body", "headers", "status", "url")
 
@@ -1430,15 +1659,25 @@ class Response:
         self.body = body
         self.url = url
 
-    def json(self) -> object:
-        """Return the body parsed as JSON."""
+    @property
+    def status_code(self) -> int:
+        """The HTTP status, under the name requests and httpx use."""
+        return self.status
+
+    @property
+    def text(self) -> str:
+        """The body decoded as UTF-8 (undecodable bytes replaced)."""
+        return self.body.decode("utf-8", errors="replace")
+
+    def json(self, **kwargs: Any) -> Any:
+        """Return the body parsed as JSON, or None when there is no body (E*TRADE answers an
+        empty collection with 204 and no body).
+
+        Keyword arguments go to json.loads, e.g. ``parse_float=decimal.Decimal`` for prices.
+        """
         import json  # noqa: PLC0415
 
-        return json.loads(self.body)
-
-    def text(self) -> str:
-        """Return the body decoded as UTF-8 (undecodable bytes replaced)."""
-        return self.body.decode("utf-8", errors="replace")
+        return json.loads(self.body, **kwargs) if self.body.strip() else None
 
     def __repr__(self) -> str:
         return f"<Response {self.status} {len(self.body)} bytes>"
@@ -1480,6 +1719,9 @@ RESENDABLE_METHODS = frozenset({"GET", "HEAD"})
 
 #: Idle connections kept per host; more than this are closed when returned.
 MAX_IDLE_CONNECTIONS = 10
+
+#: The "second" of the per-second rate limits, in seconds (see _Pacer).
+PACING_WINDOW = 1.1
 
 
 class _StaleConnection(Exception):
@@ -1580,6 +1822,50 @@ class _TimedSocket:
             poller.register(self.sock, select.POLLIN)
             return bool(poller.poll(0))
         return bool(select.select([self.sock], [], [], 0)[0])
+
+
+class _Pacer:
+    """Keeps one session's calls under E*TRADE's per-module rate limits, for all its threads.
+
+    Each module keeps the times its requests were sent, for an hour; a call
+    waits (sleeps, never fails) until sending keeps both the per-second and
+    the per-hour count within the limit. The second is counted over
+    PACING_WINDOW, a little more than a second, so that network jitter
+    cannot bunch one second's requests into the next at the server.
+    """
+
+    def __init__(self, limits: Mapping[str, tuple[int, int]]):
+        import collections  # noqa: PLC0415
+        import threading  # noqa: PLC0415
+
+        self._limits = dict(limits)
+        self._sent: dict[str, collections.deque[float]] = {m: collections.deque() for m in limits}
+        self._lock = threading.Lock()
+
+    def _delay(self, module: str, now: float) -> float:
+        """Return how long a request of ``module`` must wait from ``now`` (0 or less: none)."""
+        per_second, per_hour = self._limits[module]
+        sent = self._sent[module]
+        while sent and sent[0] <= now - 3600:
+            sent.popleft()
+        delay = sent[-per_hour] + 3600 - now if len(sent) >= per_hour else 0.0
+        if len(sent) >= per_second and sent[-per_second] > now - PACING_WINDOW:
+            delay = max(delay, sent[-per_second] + PACING_WINDOW - now)
+        return delay
+
+    def wait_for_turn(self, module: str | None) -> None:
+        """Return when a request of ``module`` may be sent, and count it as sent."""
+        if module not in self._limits:
+            return
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                delay = self._delay(module, now)
+                if delay <= 0:
+                    self._sent[module].append(now)
+                    return
+            _logger_debug("pacing: a %s request waits %.2f s for E*TRADE's rate limit", module, delay)
+            time.sleep(delay)
 
 
 def _maybe_sent(method: str) -> str:
@@ -1789,69 +2075,43 @@ class _Pool:
         return Response(answer.status, answer.msg, data, url)  # type: ignore[arg-type]  # a Message reads as a mapping
 
 
-def _problem_and_detail(response: Response) -> tuple[str | None, str | None]:
-    """Return the oauth_problem and a short detail from a form, JSON or XML error body."""
-    text = response.body[:8192].decode("utf-8", errors="replace")
-    match = re.search(_PROBLEM_PATTERN, text)
-    problem = match.group(1) if match else None
-    detail = None
-    if text.lstrip().startswith("{"):
-        import json  # noqa: PLC0415
-
-        try:
-            error = json.loads(text).get("Error", {})
-            detail = str(error.get("message")) if isinstance(error, dict) and "message" in error else None
-        except (ValueError, AttributeError, RecursionError):
-            detail = None
-    elif "<message>" in text.lower():
-        found = re.search(_XML_MESSAGE_PATTERN, text)
-        detail = found.group(1) if found else None
-    return problem, _one_line(detail) if detail else None
-
-
 def _who_answered(url: str) -> str:
     """Return "E*TRADE" for E*TRADE's hosts, else "the server" (an emulator, a proxy)."""
     host = urlsplit(url).hostname or ""
     return "E*TRADE" if host == "etrade.com" or host.endswith(".etrade.com") else "the server"
 
 
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    """Return Retry-After in seconds: delay-seconds or an HTTP-date (RFC 9110 §10.2.3), else None.
-
-    A date is measured against the answer's own Date header when it has one,
-    so this machine's clock skew does not enter.
-    """
-    value = (headers.get("Retry-After") or "").strip()
-    if value.isdigit():
-        return float(value)
-    import email.utils  # noqa: PLC0415
-
-    try:
-        when = email.utils.parsedate_to_datetime(value).timestamp()
-        date = headers.get("Date")
-        now = email.utils.parsedate_to_datetime(date).timestamp() if date else time.time()
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    return max(0.0, when - now)
-
-
-def _error_from(response: Response, action: str) -> OAuthError:
-    """Return the OAuthError for a non-2xx answer: the class from oauth_problem, advice in the message."""
-    problem, detail = _problem_and_detail(response)
-    kind = RateLimitError if response.status == 429 else _PROBLEM_ERRORS.get(problem or "", OAuthError)
+def _error_from(
+    response: Response, action: str, problems: Mapping[str, type[OAuthError]] = _PROBLEM_ERRORS
+) -> OAuthError:
+    """Return the OAuthError for a non-2xx answer: its class from what the answer says
+    (_read_answer), E*TRADE's own words and what to do in the message."""
+    reading = _read_answer(response.status, response.headers, response.body)
+    problem = reading.problem
+    kind = RateLimitError if reading.rate_limited else problems.get(problem or "", OAuthError)
     message = f"{action}: {_who_answered(response.url)} answered HTTP {response.status}"
     if problem:
         message += f" ({problem})"
-    if detail and (problem is None or problem not in detail):
-        message += f": {detail}"
-    if kind in _ADVICE:
-        message += f"; {_ADVICE[kind]}"
+    if reading.code is not None:
+        message += f" with error code {reading.code}"
+    if reading.message and (problem is None or problem not in reading.message):
+        message += f": {reading.message}"
+    advice = _PROBLEM_ADVICE.get(problem or "") or _ADVICE.get(kind)
+    if advice:
+        message += f"; {advice}"
+    details: dict[str, Any] = {
+        "status": response.status,
+        "problem": problem,
+        "code": reading.code,
+        "server_message": reading.message,
+        "fields": reading.fields,
+    }
     if kind is RateLimitError:
         retry_after = _retry_after(response.headers)
         if retry_after is not None:
             message += f" (Retry-After: {retry_after:g} s)"
-        return RateLimitError(message, status=response.status, problem=problem, retry_after=retry_after)
-    return kind(message, status=response.status, problem=problem)
+        return RateLimitError(message, retry_after=retry_after, **details)
+    return kind(message, **details)
 
 
 def _parse_token_response(response: Response, action: str) -> dict[str, str]:
@@ -1868,27 +2128,6 @@ def _parse_token_response(response: Response, action: str) -> dict[str, str]:
             status=response.status,
         )
     return {k: v for k, v in fields.items() if isinstance(k, str) and isinstance(v, str)}
-
-
-def _clock_offset(response: Response, local_now: float) -> float | None:
-    """Return server time minus local time from a timestamp_refused answer, or None.
-
-    From oauth_acceptable_timestamps=a-b (OAuth problem reporting) when given,
-    else from the Date header (RFC 7231 §7.1.1.2).
-    """
-    text = response.body[:8192].decode("utf-8", errors="replace")
-    match = re.search(r"oauth_acceptable_timestamps=(\d+)-(\d+)", text)
-    if match:
-        return (int(match.group(1)) + int(match.group(2))) / 2 - local_now
-    date = response.headers.get("Date")
-    if not date:
-        return None
-    import email.utils  # noqa: PLC0415
-
-    try:
-        return email.utils.parsedate_to_datetime(date).timestamp() - local_now
-    except (TypeError, ValueError):
-        return None
 
 
 # ---- E*TRADE: the session ----
@@ -1967,8 +2206,11 @@ class ETradeSession:
         auto_renew: bool = True,
         store: TokenStore | None = None,
         token_issued_at: float | None = None,
+        token_last_used: float | None = None,
         trace: Callable[[str, str, str, Response], None] | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        pace: bool = True,
+        rate_limits: Mapping[str, tuple[int, int]] | None = None,
     ):
         import threading  # noqa: PLC0415
         import weakref  # noqa: PLC0415
@@ -2003,13 +2245,20 @@ class ETradeSession:
         self._renews_done = 0
         self._renew_error: OAuthError | None = None
         self._pool = _Pool(_checked_ssl_context(ssl_context))
+        self._pacer = _Pacer(_rate_limits(rate_limits) if pace else {})
+        # Until an answer shows that the server takes this session's timestamps,
+        # one exchange at a time: threads starting together cost one
+        # timestamp_refused round trip, not one each.
+        self._offset_confirmed = False
+        self._first_exchange = threading.Lock()
         # Closes the connections when the session is collected (or at exit); the
         # pool holds no reference to the session, so collection can happen.
         self._finalizer = weakref.finalize(self, self._pool.close)
         if token is not None and token_secret is not None:
-            now = self._clock()
+            now = self.now()
             issued = now if token_issued_at is None else token_issued_at
-            self._access_token = Token(token, token_secret, issued, max(now, issued))
+            used = max(now, issued) if token_last_used is None else token_last_used
+            self._access_token = Token(token, token_secret, issued, used)
         elif store is not None:
             self._access_token = store.load(consumer_key, self.api_base)
 
@@ -2019,6 +2268,12 @@ class ETradeSession:
         return (
             f"<ETradeSession {environment} {self.api_base} consumer_key={_mask(self.consumer_key)} {state}>"
         )
+
+    def now(self) -> float:
+        """Return E*TRADE's time as this session knows it: its clock plus the offset learned
+        from a timestamp_refused answer. Every time rule of the session (expiry, idle,
+        request-token age) and every oauth_timestamp uses it."""
+        return self._clock() + self.clock_offset
 
     # -- tokens and their lifetime --
 
@@ -2047,7 +2302,7 @@ class ETradeSession:
         token = self._access_token
         if token is None:
             return {"access_token": False}
-        now = self._clock()
+        now = self.now()
         expires = access_token_expiry(token.issued_at)
         return {
             "access_token": True,
@@ -2069,7 +2324,7 @@ class ETradeSession:
         token = self._access_token or self._stored_replacement(None)
         if token is None:
             raise LoginRequiredError(f"no access token: {_LOG_IN_FIRST}")
-        now = self._clock()
+        now = self.now()
         if now >= access_token_expiry(token.issued_at):
             token = self._stored_replacement(token) or token
             if now >= access_token_expiry(token.issued_at):
@@ -2084,27 +2339,33 @@ class ETradeSession:
             return self._renew_once(token)
         return token
 
-    def _renew_once(self, token: Token) -> Token:
-        """Renew an idle token once for all threads; return the token to use.
+    def _renew_once(self, token: Token, renews_seen: int | None = None) -> Token:
+        """Renew a token once for all threads; return the token to use.
 
         The first thread renews while holding the renew lock; threads that
         waited for it take its outcome: the renewed token, or a copy of its
-        error. No other lock is held during the network call.
+        error. No other lock is held during the network call. Without
+        ``renews_seen`` the token is idle here (renewed unless someone renewed
+        it since); with it, the server refused the token: it is renewed
+        unless a renew finished after ``renews_seen`` was read.
         """
         import copy  # noqa: PLC0415
 
-        renews_seen = self._renews_done
+        refused = renews_seen is not None
+        renews_seen = self._renews_done if renews_seen is None else renews_seen
         with self._renew_lock:
+            current = self._access_token
             if self._renews_done != renews_seen:  # another thread renewed (or failed) meanwhile
                 if self._renew_error is not None:
                     raise copy.copy(self._renew_error)
-            current = self._access_token
+                if refused and current is not None:
+                    return current
             if current is not None and (
-                not current.same_as(token) or self._clock() - current.last_used < IDLE_LIMIT
+                not current.same_as(token) or not refused and self.now() - current.last_used < IDLE_LIMIT
             ):
                 return current  # replaced (login, load) or renewed by another thread
             stored = self._stored_replacement(token)
-            if stored is not None and self._clock() - stored.last_used < IDLE_LIMIT:
+            if stored is not None and (refused or self.now() - stored.last_used < IDLE_LIMIT):
                 return stored  # another process renewed or logged in
             error: OAuthError | None = None
             try:
@@ -2140,7 +2401,7 @@ class ETradeSession:
         A request that finishes after a revoke or a login must not bring its
         old token back.
         """
-        now = self._clock()
+        now = self.now()
         with self._lock:
             current = self._access_token
             if current is not None and current.same_as(token) and now > current.last_used:
@@ -2160,7 +2421,6 @@ class ETradeSession:
         token: Token | None,
         body: bytes | None,
         content_type: str | None,
-        offset: float,
         **extra: str,
     ) -> str:
         return sign_request(
@@ -2172,7 +2432,7 @@ class ETradeSession:
             token_secret=token.secret if token else "",
             body=body,
             content_type=content_type,
-            timestamp=make_timestamp(offset, now=self._clock()),
+            timestamp=make_timestamp(now=self.now()),
             **extra,
         )
 
@@ -2186,44 +2446,70 @@ class ETradeSession:
         body: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         limit: int = MAX_TOKEN_RESPONSE,
+        problems: Mapping[str, type[OAuthError]] = _PROBLEM_ERRORS,
         **extra: str,
     ) -> Response:
-        """Sign and send; make at most two exchanges.
+        """Sign and send; make at most two exchanges; return a 2xx answer or raise.
 
         The second exchange is either a GET or HEAD re-signed and resent on a
         new connection because its kept-alive one was found dead before any
         answer, or a retry after timestamp_refused with the server's clock
-        offset. Nothing else is ever sent twice.
+        offset (on the same connection). Nothing else is sent twice here.
+        Until the server has accepted a timestamp of this session, calls go
+        one at a time (see __init__).
         """
+        exchange = (method, url, action, token, body, headers, limit, problems, extra)
+        if self._offset_confirmed:
+            return self._exchanges(*exchange)
+        with self._first_exchange:
+            return self._exchanges(*exchange)
+
+    def _exchanges(
+        self,
+        method: str,
+        url: str,
+        action: str,
+        token: Token | None,
+        body: bytes | None,
+        headers: Mapping[str, str] | None,
+        limit: int,
+        problems: Mapping[str, type[OAuthError]],
+        extra: Mapping[str, str],
+    ) -> Response:
         headers = dict(headers or {})
         content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), None)
-        second = False
+        module = _api_module(urlsplit(url).path)
+        stale_resent = skew_retried = False
         while True:
+            self._pacer.wait_for_turn(module)
             offset = self.clock_offset
-            headers["Authorization"] = self._authorization(
-                method, url, token, body, content_type, offset, **extra
-            )
+            headers["Authorization"] = self._authorization(method, url, token, body, content_type, **extra)
             try:
-                response = self._pool.send(method, url, headers, body, self.timeout, limit, fresh=second)
+                response = self._pool.send(
+                    method, url, headers, body, self.timeout, limit, fresh=stale_resent
+                )
             except _StaleConnection as stale:
-                if second or method not in RESENDABLE_METHODS:
+                if stale_resent or skew_retried or method not in RESENDABLE_METHODS:
                     raise TransportError(
                         f"{stale} failed: the server closed the kept-alive connection{_maybe_sent(method)}"
                     ) from None
                 _logger_debug("%s: kept-alive connection closed by the server; resending once", stale)
-                second = True
+                stale_resent = True
                 continue
             if self.trace is not None:
                 self.trace(method, url, headers["Authorization"], response)
             if 200 <= response.status < 300:
+                self._offset_confirmed = True
                 return response
-            error = _error_from(response, action)
-            if error.problem == "timestamp_refused" and not second and self._learn_offset(response, offset):
-                second = True
+            error = _error_from(response, action, problems)
+            if error.problem != "timestamp_refused":
+                self._offset_confirmed = True
+            elif not (skew_retried or stale_resent) and self._learn_offset(response, error, offset):
+                skew_retried = True
                 continue
             raise error
 
-    def _learn_offset(self, response: Response, offset_used: float) -> bool:
+    def _learn_offset(self, response: Response, error: OAuthError, offset_used: float) -> bool:
         """Take the server's clock offset from a timestamp_refused answer; return whether to retry.
 
         Threads refused at the same time learn one offset: a thread that signed
@@ -2232,7 +2518,7 @@ class ETradeSession:
         with self._lock:
             if self.clock_offset != offset_used:
                 return True
-            offset = _clock_offset(response, self._clock())
+            offset = _server_clock_offset(error.fields, response.headers, self._clock())
             if offset is None:
                 return False
             self.clock_offset = offset
@@ -2265,7 +2551,7 @@ class ETradeSession:
         url = self.oauth_base + _OAUTH_PATHS["request_token"]
         response = self._call("GET", url, "request token", token=None, callback=callback)
         fields = _parse_token_response(response, "request token")
-        self._request_token = Token(fields["oauth_token"], fields["oauth_token_secret"], self._clock())
+        self._request_token = Token(fields["oauth_token"], fields["oauth_token_secret"], self.now())
         self.callback_confirmed = fields.get("oauth_callback_confirmed", "").lower() == "true"
         return self._request_token.token, self._request_token.secret
 
@@ -2289,17 +2575,20 @@ class ETradeSession:
         request_token = self._request_token
         if request_token is None:
             raise OAuthError("no request token: call get_request_token() first")
-        if self._clock() - request_token.issued_at >= REQUEST_TOKEN_LIFETIME:
+        if self.now() - request_token.issued_at >= REQUEST_TOKEN_LIFETIME:
             self._request_token = None
             raise TokenExpiredError(
                 "the request token is older than 5 minutes (E*TRADE: request tokens expire after five "
                 "minutes); start the login again"
             )
         url = self.oauth_base + _OAUTH_PATHS["access_token"]
-        response = self._call("GET", url, "access token", token=request_token, verifier=verifier)
+        response = self._call(
+            "GET", url, "access token",
+            token=request_token, problems=_ACCESS_TOKEN_PROBLEMS, verifier=verifier,
+        )  # fmt: skip
         fields = _parse_token_response(response, "access token")
         self._request_token = None
-        token = Token(fields["oauth_token"], fields["oauth_token_secret"], self._clock())
+        token = Token(fields["oauth_token"], fields["oauth_token_secret"], self.now())
         with self._lock:
             self._access_token = token
         self._save()
@@ -2320,7 +2609,7 @@ class ETradeSession:
 
     def _renew(self, token: Token) -> None:
         """Send Renew Access Token for ``token``, then mark it used and save it."""
-        if self._clock() >= access_token_expiry(token.issued_at):
+        if self.now() >= access_token_expiry(token.issued_at):
             raise TokenExpiredError(
                 f"the access token expired at midnight US Eastern; renew cannot help: {_LOG_IN}"
             )
@@ -2372,23 +2661,41 @@ class ETradeSession:
             _reject_controls(f"header {name!r}", _require_str("header value", value))
             _reject_controls("header name", _require_str("header name", name))
         data = self._body_bytes(body, json, headers)
+        method = method.upper()
+        action = f"{method} {_display_url(url)}"
         token = self._usable_access_token()
+        renews_seen = self._renews_done
         try:
-            response = self._call(
-                method.upper(), url, f"{method.upper()} {_display_url(url)}",
-                token=token, body=data, headers=headers, limit=MAX_API_RESPONSE,
-            )  # fmt: skip
-        except (TokenExpiredError, TokenRejectedError) as refused:
-            if self._stored_replacement(token) is None:
-                raise
-            raise type(refused)(
-                f"{refused}. Another process has since saved a newer access token, "
-                "which this session now uses: call again",
-                status=refused.status,
-                problem=refused.problem,
-            ) from None
+            response = self._call(method, url, action, token=token, body=data, headers=headers,
+                                  limit=MAX_API_RESPONSE)  # fmt: skip
+        except (TokenInactiveError, TokenRejectedError, TokenExpiredError) as refused:
+            # Refused for its token, so not executed: it may be sent once more.
+            token = self._token_after_refusal(refused, token, renews_seen)
+            response = self._call(method, url, action, token=token, body=data, headers=headers,
+                                  limit=MAX_API_RESPONSE)  # fmt: skip
         self._touch(token)
         return response
+
+    def _token_after_refusal(self, refused: OAuthError, token: Token, renews_seen: int) -> Token:
+        """Return the token to send a refused call with once more, or raise ``refused``.
+
+        A call refused for its token (token_inactive, token_rejected, or
+        token_expired before this session's midnight: E*TRADE does not
+        document what an idle token gets, REAL-ANSWERS) was not executed. A
+        newer token that another process saved is used; else, with
+        ``auto_renew``, the token is renewed once for all threads (E*TRADE's
+        sample clients also try renew before asking for a login). A failed
+        renew raises its own error (log in again).
+        """
+        stored = self._stored_replacement(token)
+        if stored is not None:
+            _logger_debug("%s; using the newer access token another process saved", refused.problem)
+            return stored
+        expired_here = self.now() >= access_token_expiry(token.issued_at)
+        if not self.auto_renew or expired_here:
+            raise refused
+        _logger_debug("%s; renewing the access token once, then sending again", refused.problem)
+        return self._renew_once(token, renews_seen)
 
     def get(self, path_or_url: str, **kwargs: object) -> Response:
         """Send a signed GET (see request)."""
@@ -3305,7 +3612,7 @@ def _first_accepted_answer(
 
     request_token = session.request_token
     assert request_token is not None  # noqa: S101
-    deadline = time.monotonic() + REQUEST_TOKEN_LIFETIME - (session._clock() - request_token.issued_at)
+    deadline = time.monotonic() + REQUEST_TOKEN_LIFETIME - (session.now() - request_token.issued_at)
     refused_pastes = 0
     while True:
         left = deadline - time.monotonic()
@@ -3378,7 +3685,7 @@ def _login_finish(session: ETradeSession, answer: str) -> int:
     request_token = pending.load(session.consumer_key, session.api_base)
     if request_token is None:
         raise _CliError("no login was started for this key and host: run: oauth1_etrade login --start", 3)
-    if session._clock() - request_token.issued_at >= REQUEST_TOKEN_LIFETIME:
+    if session.now() - request_token.issued_at >= REQUEST_TOKEN_LIFETIME:
         pending.delete(session.consumer_key, session.api_base)
         raise _CliError(
             "the login started with --start has expired (E*TRADE request tokens live 5 minutes); "
@@ -3521,7 +3828,7 @@ def _cmd_get(args: object) -> int:
     try:
         print(json.dumps(response.json(), indent=2, ensure_ascii=False))
     except ValueError:
-        print(response.text())
+        print(response.text)
     return 0
 
 
@@ -3581,7 +3888,7 @@ def _demo_trace(exchanges: list[str]) -> Callable[[str, str, str, Response], Non
     def show(method: str, url: str, authorization: str, response: Response) -> None:
         params = list(parse_authorization_header(authorization).items())
         token_part = "<token secret>" if any(name == "oauth_token" for name, _ in params) else ""
-        body = " ".join(_hide_secrets(response.text()).split())
+        body = " ".join(_hide_secrets(response.text).split())
         print(f"   {method} {url}")
         print(f"   base string:   {signature_base_string(method, url, params)}")
         print(f"   signing key:   <consumer secret>&{token_part}   (RFC 5849 §3.4.2; secrets masked)")
@@ -3650,7 +3957,7 @@ def _demo() -> int:
         session.get_access_token(verifier)
         print("\n4. A signed API call: list accounts")
         accounts = session.get("/v1/accounts/list.json").json()
-        print(f"   {len(accounts['AccountListResponse']['Accounts']['Account'])} accounts")  # type: ignore[index]
+        print(f"   {len(accounts['AccountListResponse']['Accounts']['Account'])} accounts")
         print("\n5. Query values that break naive signers (spaces, ',', ':')")
         session.get("/v1/market/quote/GOOG,AAPL.json", params={"detailFlag": "ALL", "note": "a b,c:d"})
         print("\n6. Two idle hours pass (the clock jumps): E*TRADE would inactivate the token,")
