@@ -878,7 +878,7 @@ def sign_request(
 def verify_request(
     method: str,
     url: str,
-    authorization: str,
+    authorization: str | None,
     *,
     consumer_secret: str,
     token_secret: str = "",
@@ -887,19 +887,33 @@ def verify_request(
 ) -> bool:
     """Return whether the request's signature is right (RFC 5849 §3.2).
 
-    Recomputes the signature from the header's own parameters, the query and a
-    form body, and compares in constant time. Only the signature is checked;
+    Recomputes the signature from the protocol parameters, the query and a
+    form body, and compares in constant time. The protocol parameters are
+    the Authorization header's (§3.5.1); with ``authorization`` None they are
+    the ``oauth_*`` parameters of the form body (§3.5.2) or the query
+    (§3.5.3), which are signed where they are. Only the signature is checked;
     timestamp, nonce and token rules are the caller's. A malformed header, or
-    one without oauth_signature or oauth_signature_method, is a ValueError.
+    no oauth_signature or oauth_signature_method, is a ValueError.
     """
-    params = parse_authorization_header(authorization)
+    body_params = _body_parameters(body, content_type)
+    if authorization is None:
+        query = _parse_form(url.partition("#")[0].partition("?")[2])
+        params = {n: v for n, v in [*query, *body_params] if isinstance(n, str) and n.startswith("oauth_")}
+        header_params: list[Param] = []
+        where = "the query or body"
+    else:
+        params = parse_authorization_header(authorization)  # type: ignore[assignment]
+        header_params = list(params.items())
+        where = "Authorization header"
     try:
-        given = params.pop("oauth_signature")
+        given = params["oauth_signature"]
         signature_method = params["oauth_signature_method"]
     except KeyError as exc:
-        raise ValueError(f"Authorization header: {exc.args[0]} is missing") from None
-    # (signature_base_string leaves the header's realm out, §3.4.1.3.1.)
-    base = signature_base_string(method, url, [*params.items(), *_body_parameters(body, content_type)])
+        raise ValueError(f"{where}: {exc.args[0]} is missing") from None
+    if not isinstance(given, str) or not isinstance(signature_method, str):
+        return False
+    # (signature_base_string leaves oauth_signature and the header's realm out, §3.4.1.3.1.)
+    base = signature_base_string(method, url, [*header_params, *body_params])
     expected = signature(base, consumer_secret, token_secret, signature_method)
     import hmac  # noqa: PLC0415 (see _hmac)
 
@@ -1149,7 +1163,9 @@ _XML_CODE_PATTERN = r"(?is)<Error\b.{0,2000}?<code>([^<]{0,500})</code>"
 _XML_MESSAGE_PATTERN = r"(?is)<Error\b.{0,2000}?<message>([^<]{0,500})</message>"
 # E*TRADE's rate-limit page: "Number of requests exceeded the rate limit set".
 _RATE_LIMIT_PATTERN = r"(?i)rate[ _-]?limit|too many requests"
-_DETAIL_UNSAFE_PATTERN = r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+"
+# Control characters (C0, DEL, C1), line and paragraph separators, and the
+# bidirectional overrides that make text read other than it is (CVE-2021-42574).
+_DETAIL_UNSAFE_PATTERN = r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]+"
 #: How much of an error answer is read for its problem and message.
 _ANSWER_READ_LIMIT = 16384
 
@@ -2067,9 +2083,13 @@ class _Pool:
         self.give_back(origin, connection)
         _logger_debug("%s %s -> %s (Authorization: OAuth <redacted>)", method, url, answer.status)
         if 300 <= answer.status < 400:
-            target_host = urlsplit(answer.msg.get("Location", "")).hostname or "elsewhere"
+            try:
+                target_host = urlsplit(answer.msg.get("Location", "")).hostname
+            except ValueError:  # a malformed Location ("http://[/x")
+                target_host = None
             raise TransportError(
-                f"{where} was redirected to {target_host}; signed requests are not followed",
+                f"{where} was redirected to {_one_line(target_host or 'elsewhere', 100)}; "
+                "signed requests are not followed",
                 status=answer.status,
             )
         return Response(answer.status, answer.msg, data, url)  # type: ignore[arg-type]  # a Message reads as a mapping
@@ -2860,13 +2880,71 @@ class ManualClock:
 
 
 class _Refusal(Exception):
-    """An OAuth refusal the emulator answers with: status, oauth_problem, extra fields."""
+    """A refusal the emulator answers with: status, and an OAuth problem with its fields, or
+    E*TRADE's error code and message for an API error, or the rate limit."""
 
-    def __init__(self, status: int, problem: str, **extra: str):
-        super().__init__(problem)
+    def __init__(
+        self,
+        status: int,
+        problem: str | None = None,
+        *,
+        code: int | None = None,
+        message: str | None = None,
+        rate_limited: bool = False,
+        **fields: str,
+    ):
+        super().__init__(problem or message or "refused")
         self.status = status
         self.problem = problem
-        self.extra = extra
+        self.code = code
+        self.message = message
+        self.rate_limited = rate_limited
+        self.fields = fields
+
+    def problem_text(self) -> str:
+        """Return the problem and its fields joined by commas, as E*TRADE's pages have them
+        (``oauth_problem=timestamp_refused,oauth_acceptable_timestamps=A-B``, pyetrade #55)."""
+        pairs = {"oauth_problem": self.problem or "", **self.fields}
+        return ",".join(f"{name}={value}" for name, value in pairs.items())
+
+
+#: HTTP reason phrases of the statuses the emulator refuses with.
+_REASONS = {400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed"}
+
+# E*TRADE's OAuth refusal page as Tomcat renders it since about 2021 (pyetrade
+# #52; vectors/etrade-answers.json): the status with an en dash, and the
+# problem as the Message.
+_TOMCAT_STYLE = (
+    "h1 {font-family:Tahoma,Arial,sans-serif;color:white;background-color:#525D76;font-size:22px;} "
+    "h2 {font-family:Tahoma,Arial,sans-serif;color:white;background-color:#525D76;font-size:16px;} "
+    "h3 {font-family:Tahoma,Arial,sans-serif;color:white;background-color:#525D76;font-size:14px;} "
+    "body {font-family:Tahoma,Arial,sans-serif;color:black;background-color:white;} "
+    "b {font-family:Tahoma,Arial,sans-serif;color:white;background-color:#525D76;} "
+    "p {font-family:Tahoma,Arial,sans-serif;background:white;color:black;font-size:12px;} "
+    "a {color:black;} a.name {color:black;} .line {height:1px;background-color:#525D76;border:none;}"
+)
+_TOMCAT_PAGE = (
+    '<!doctype html><html lang="en"><head><title>HTTP Status {status} \u2013 {reason}</title>'
+    '<style type="text/css">{style}</style></head><body><h1>HTTP Status {status} \u2013 {reason}</h1>'
+    '<hr class="line" /><p><b>Type</b> Status Report</p><p><b>Message</b> {message}</p>'
+    "<p><b>Description</b> The request has not been applied because it lacks valid authentication "
+    'credentials for the target resource.</p><hr class="line" /></body></html>'
+)
+# E*TRADE: Rate Limits ("Number of requests exceeded the rate limit set"); the
+# words are E*TRADE's, the HTML around them is not recorded.
+_RATE_LIMIT_PAGE = (
+    "<html><head><title>Error</title></head><body>"
+    "<h1>Number of requests exceeded the rate limit set</h1></body></html>"
+)
+
+
+def _tomcat_page(status: int, message: str) -> str:
+    """Return E*TRADE's Tomcat error page for ``status`` with ``message`` (HTML-escaped)."""
+    import html  # noqa: PLC0415
+
+    return _TOMCAT_PAGE.format(
+        status=status, reason=_REASONS.get(status, "Error"), style=_TOMCAT_STYLE, message=html.escape(message)
+    )
 
 
 def _random_token() -> str:
@@ -2991,6 +3069,31 @@ _RESULT_PAGE = """<!doctype html>
 """
 
 
+# The methods each emulated path takes: E*TRADE documents GET for the four
+# /oauth/* endpoints, and production also answers POST to them
+# (requests-oauthlib and pyetrade POST; pyetrade #5, #16, #47).
+_EMULATOR_METHODS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        **{path: ("GET", "POST") for path in _OAUTH_PATHS.values()},
+        "/e/t/etws/authorize": ("GET", "POST"),
+    }
+)
+
+
+def _authorize_query(query: str) -> tuple[str | None, str | None]:
+    """Return the key and token of an authorize URL's query, percent-decoded and nothing else.
+
+    pyetrade and E*TRADE's own sample put the request token in unencoded, so a
+    "+" in it must stay a "+" (a form decoder would read a space).
+    """
+    found: dict[str, str] = {}
+    for pair in query.split("&"):
+        name, _, value = pair.partition("=")
+        if name in ("key", "token") and name not in found:
+            found[name] = unquote(value)
+    return found.get("key"), found.get("token")
+
+
 def _emulator_handler(emulator: Emulator) -> type:
     """Return the http.server request handler class bound to ``emulator``."""
     import html  # noqa: PLC0415
@@ -2999,7 +3102,10 @@ def _emulator_handler(emulator: Emulator) -> type:
 
     class Handler(http.server.BaseHTTPRequestHandler):
         server_version = "oauth1_etrade-emulator"
+        # HTTP/1.1: a client keeps its connection for many calls, as with E*TRADE.
+        protocol_version = "HTTP/1.1"
         timeout = 30  # an idle connection gives up its thread
+        reason = ""  # why the current request was refused, for the log
 
         def handle(self) -> None:
             import socket  # noqa: PLC0415
@@ -3020,7 +3126,11 @@ def _emulator_handler(emulator: Emulator) -> type:
             status = getattr(code, "value", code)  # an HTTPStatus, or "-"
             # A request line that did not parse leaves command and path unset.
             command, path = getattr(self, "command", None) or "-", getattr(self, "path", "") or ""
-            emulator.log.append(f"{command} {urlsplit(path).path} -> {status}")
+            line = f"{command} {urlsplit(path).path} -> {status}"
+            emulator.log.append(line)
+            # The path only: queries and headers may carry signatures and tokens.
+            _logger_debug("emulator: %s%s", _one_line(line), f" ({self.reason})" if self.reason else "")
+            self.reason = ""
 
         def date_time_string(self, timestamp: float | None = None) -> str:
             # The Date header follows the emulator's clock (for clock-skew tests).
@@ -3031,80 +3141,102 @@ def _emulator_handler(emulator: Emulator) -> type:
         ) -> None:  # noqa: B006
             data = body.encode("utf-8")
             self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(data)))
+            if status != 204:  # RFC 9110 §8.6: no Content-Length, no body in a 204
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(data)))
             if content_type.startswith("text/html"):
                 for name, value in _page_headers(emulator.callback_url).items():
                     self.send_header(name, value)
             for name, value in extra.items():
                 self.send_header(name, value)
             self.end_headers()
-            if self.command != "HEAD":
+            if self.command != "HEAD" and status != 204:
                 self.wfile.write(data)
 
-        def _refuse(self, refusal: _Refusal) -> None:
-            fields = {"oauth_problem": refusal.problem, **refusal.extra}
-            body = "&".join(f"{k}={percent_encode(v)}" for k, v in fields.items())
-            self._send_body(refusal.status, body, FORM_CONTENT_TYPE)
+        def _wants_json(self, path: str) -> bool:
+            return path.endswith(".json") or "application/json" in self.headers.get("Accept", "")
+
+        def _refuse(self, refusal: _Refusal, path: str) -> None:
+            """Answer as E*TRADE refuses: its Tomcat page for OAuth, its Error envelope for the API."""
+            self.reason = refusal.problem or (f"code {refusal.code}" if refusal.code else "") or "refused"
+            extra: dict[str, str] = {}
+            if refusal.problem:
+                extra["WWW-Authenticate"] = f'OAuth realm="{emulator.base_url}/",{refusal.problem_text()}'
+            if refusal.rate_limited:
+                self.reason = "rate limit"
+                self._send_body(refusal.status, _RATE_LIMIT_PAGE, "text/html;charset=utf-8")
+            elif path.startswith("/v1/"):
+                message = refusal.message or refusal.problem_text()
+                error: dict[str, object] = {"message": message}
+                if refusal.code is not None:
+                    error = {"code": refusal.code, "message": message}
+                if self._wants_json(path):
+                    self._send_body(refusal.status, json.dumps({"Error": error}), "application/json", extra)
+                else:
+                    document = '<?xml version="1.0" encoding="UTF-8"?>' + _to_xml("Error", error)
+                    self._send_body(refusal.status, document, "application/xml", extra)
+            else:
+                page = _tomcat_page(refusal.status, refusal.problem_text())
+                self._send_body(refusal.status, page, "text/html;charset=utf-8", extra)
 
         def _url(self) -> str:
             return f"http://{self.headers.get('Host', '127.0.0.1')}{self.path}"
 
-        def do_GET(self) -> None:  # noqa: N802
+        def _body(self) -> tuple[bytes, str | None] | None:
+            """Return the request body and its Content-Type, or answer 413 and return None."""
+            length = self.headers.get("Content-Length") or "0"
+            if not (length.isascii() and length.isdigit()) or int(length) > 65536:
+                self.close_connection = True
+                self._send_body(413, "a body of at most 65536 bytes, with its Content-Length", "text/plain")
+                return None
+            return self.rfile.read(int(length)), self.headers.get("Content-Type")
+
+        def _serve(self) -> None:
+            """Answer GET and POST: the OAuth endpoints, the authorize page, the API."""
             path = urlsplit(self.path).path
+            allowed = _EMULATOR_METHODS.get(path) or (("GET",) if path.startswith("/v1/") else None)
+            if allowed is not None and self.command not in allowed:
+                self._not_allowed(allowed)
+                return
+            received = self._body()
+            if received is None:
+                return
+            body, content_type = received
+            request = (self.command, path, self._url(), self.headers.get("Authorization"), body, content_type)
             try:
                 if path.startswith("/oauth/"):
-                    status, body = emulator.handle_oauth(
-                        "GET", path, self._url(), self.headers.get("Authorization")
-                    )
-                    self._send_body(status, body, "text/plain" if "=" not in body else FORM_CONTENT_TYPE)
+                    status, text = emulator.handle_oauth(*request)
+                    self._send_body(status, text, "text/plain" if "=" not in text else FORM_CONTENT_TYPE)
                 elif path == "/e/t/etws/authorize":
-                    self._authorize_page()
+                    self._authorize(body)
                 elif path.startswith("/v1/"):
-                    data = emulator.handle_api("GET", path, self._url(), self.headers.get("Authorization"))
+                    data = emulator.handle_api(*request)
                     self._send_data(path, data)
                 else:
-                    raise _Refusal(404, "parameter_rejected")
+                    raise _Refusal(404, code=100, message="Resource not found")
             except _Refusal as refusal:
-                self._refuse(refusal)
+                self._refuse(refusal, path)
+
+        do_GET = do_POST = _serve  # noqa: N815
 
         def _send_data(self, path: str, data: object) -> None:
-            wants_json = path.endswith(".json") or "application/json" in self.headers.get("Accept", "")
-            if wants_json:
+            if data is None:  # an empty collection: E*TRADE answers 204 with no body
+                self._send_body(204, "", "")
+            elif self._wants_json(path):
                 self._send_body(200, json.dumps(data, indent=2), "application/json")
             else:
                 ((name, value),) = data.items()  # type: ignore[attr-defined]
                 body = '<?xml version="1.0" encoding="UTF-8"?>' + _to_xml(name, value)
                 self._send_body(200, body, "application/xml")
 
-        def _authorize_page(self) -> None:
-            query = dict(_parse_form(urlsplit(self.path).query))
-            key, token = query.get("key"), query.get("token")
-            with emulator._lock:
-                record = emulator._request_tokens.get(token) if isinstance(token, str) else None
-            if key != emulator.consumer_key or record is None or record["state"] != "pending":
-                self._result(400, "Invalid request", "Unknown key or request token.")
+        def _authorize(self, body: bytes) -> None:
+            if self.command == "GET":
+                self._authorize_page()
                 return
-            page = _AUTHORIZE_PAGE.format(
-                application=html.escape(emulator.application),
-                key=html.escape(str(key)),
-                token=html.escape(str(token)),
-            )
-            self._send_body(200, page, "text/html; charset=utf-8")
-
-        def do_POST(self) -> None:  # noqa: N802
-            if urlsplit(self.path).path != "/e/t/etws/authorize":
-                self._not_allowed()
-                return
-            length = self.headers.get("Content-Length") or "0"
-            if not length.isdigit() or int(length) > 65536:
-                self._send_body(413, "a form of at most 65536 bytes, with its Content-Length", "text/plain")
-                return
-            form = dict(_parse_form(self.rfile.read(int(length)).decode("utf-8", errors="replace")))
+            form = dict(_parse_form(body.decode("utf-8", errors="replace")))
             key, token = str(form.get("key", "")), str(form.get("token", ""))
             try:
-                with emulator._lock:
-                    verifier = emulator.authorize(key, token, form.get("decision") == "approve")
+                verifier = emulator.authorize(key, token, form.get("decision") == "approve")
             except _Refusal:
                 self._result(400, "Invalid request", "Unknown or expired request token.")
                 return
@@ -3121,17 +3253,38 @@ def _emulator_handler(emulator: Emulator) -> type:
                 )
                 self._result(200, "Authorization complete", text)
 
+        def _authorize_page(self) -> None:
+            key, token = _authorize_query(urlsplit(self.path).query)
+            token = emulator.pending_request_token(key, token)
+            if token is None:
+                self._result(400, "Invalid request", "Unknown key or request token.")
+                return
+            page = _AUTHORIZE_PAGE.format(
+                application=html.escape(emulator.application),
+                key=html.escape(str(key)),
+                token=html.escape(token),
+            )
+            self._send_body(200, page, "text/html; charset=utf-8")
+
         def _result(self, status: int, title: str, text: str) -> None:
             page = _RESULT_PAGE.format(title=f"E*TRADE (emulated): {title}", text=text)
             self._send_body(status, page, "text/html; charset=utf-8")
 
-        def _not_allowed(self) -> None:
-            self._refuse(_Refusal(405, "parameter_rejected"))
+        def _not_allowed(self, allowed: Sequence[str] = ()) -> None:
+            """Answer 405 with the methods the path takes (RFC 9110 §15.5.6: Allow is required)."""
+            if self.headers.get("Content-Length") not in (None, "0"):
+                self.close_connection = True  # its body is not read
+            path = urlsplit(self.path).path
+            allowed = allowed or _EMULATOR_METHODS.get(path) or ("GET",)
+            self.reason = f"{self.command} not allowed"
+            methods = ", ".join(allowed)
+            text = f"{self.command} is not allowed here; use {methods}"
+            self._send_body(405, text, "text/plain", {"Allow": methods})
 
-        do_PUT = do_DELETE = do_PATCH = _not_allowed  # noqa: N815
-
-        def do_HEAD(self) -> None:  # noqa: N802
+        def do_PUT(self) -> None:  # noqa: N802
             self._not_allowed()
+
+        do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_PUT  # noqa: N815
 
     return Handler
 
@@ -3139,15 +3292,30 @@ def _emulator_handler(emulator: Emulator) -> type:
 class Emulator:
     """An offline stand-in for E*TRADE's OAuth provider and a few read-only API resources.
 
-    It serves on 127.0.0.1 only (http.server, threaded) and enforces E*TRADE's
-    rules: every signature checked with verify_request, HMAC-SHA1 only,
+    It serves HTTP/1.1 on 127.0.0.1 only (http.server, threaded, kept-alive
+    connections) and enforces E*TRADE's rules: every signature checked with
+    verify_request, the OAuth parameters in the Authorization header, the
+    query or a form body (one place only, RFC 5849 §3.5), HMAC-SHA1 only,
     timestamps within 5 minutes, a nonce used once per timestamp, request
     tokens that live 5 minutes, verifiers used once, access tokens that
     expire at midnight US Eastern and go inactive after 2 idle hours until
-    renewed, and revocation. Refusals are 401 (or 400) with
-    ``oauth_problem=...``. ``clock`` is injectable; ``callback_url`` plays a
-    callback registered with the consumer key.
+    renewed, revocation, and the per-module rate limits. It answers as
+    E*TRADE does (vectors/etrade-answers.json): OAuth refusals as Tomcat
+    error pages with comma-joined problem fields and a WWW-Authenticate
+    header, API errors as the JSON or XML Error envelope, the rate limit as
+    HTTP 400 with a page, an empty collection as 204.
+
+    What E*TRADE does not document is a switch (README, "The offline
+    emulator"): ``idle_problem``, what an idle token gets (token_rejected,
+    as clients report; or token_inactive, token_expired);
+    ``second_login_revokes``, whether a new login revokes the consumer key's
+    older access tokens (default False); ``rate_limits``, module -> (per
+    second, per hour), E*TRADE's published limits by default, None for none.
+    ``clock`` is injectable; ``callback_url`` plays a callback registered
+    with the consumer key.
     """
+
+    IDLE_PROBLEMS = ("token_rejected", "token_inactive", "token_expired")
 
     def __init__(
         self,
@@ -3158,19 +3326,28 @@ class Emulator:
         clock: Callable[[], float] | None = None,
         port: int = 0,
         application: str = "oauth1_etrade demo application",
+        idle_problem: str = "token_rejected",
+        second_login_revokes: bool = False,
+        rate_limits: Mapping[str, tuple[int, int]] | None = ETRADE_RATE_LIMITS,
     ):
         import threading  # noqa: PLC0415
 
+        if idle_problem not in self.IDLE_PROBLEMS:
+            raise ValueError(f"idle_problem: expected one of {', '.join(self.IDLE_PROBLEMS)}")
         self.consumer_key = consumer_key
         self.consumer_secret = consumer_secret or _random_token()
         self.callback_url = None if callback_url is None else _check_callback_url(callback_url)
         self.clock = clock or time.time
         self.application = application
+        self.idle_problem = idle_problem
+        self.second_login_revokes = bool(second_login_revokes)
+        self.rate_limits = None if rate_limits is None else _rate_limits(rate_limits)
         self._port = port
         self._lock = threading.Lock()
         self._request_tokens: dict[str, dict[str, object]] = {}
         self._access_tokens: dict[str, dict[str, object]] = {}
         self._nonces: dict[int, set[str]] = {}
+        self._arrivals: dict[str, list[float]] = {}
         self._server: object = None
         #: "METHOD /path -> status" for every request served, in order.
         self.log: list[str] = []
@@ -3197,6 +3374,9 @@ class Emulator:
 
         class Server(http.server.ThreadingHTTPServer):
             daemon_threads = True
+            # The listen backlog: 32 client threads connecting at once must not
+            # overflow it (the default 5 made 0.3 % of calls stall for 1-3 s).
+            request_queue_size = 128
 
             def handle_error(self, request: object, client_address: object) -> None:
                 # A client that hangs up or sends garbage is a log line, not a traceback.
@@ -3227,28 +3407,86 @@ class Emulator:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    # -- what a test or a user at E*TRADE's side may do --
+
+    def revoke(self, token: str | None = None) -> None:
+        """Revoke an access token at the provider (every one without ``token``), as a user
+        revoking the application on E*TRADE's site would."""
+        with self._lock:
+            if token is None:
+                self._access_tokens.clear()
+            else:
+                self._access_tokens.pop(token, None)
+
+    def access_tokens(self) -> list[tuple[str, str]]:
+        """Return the live access tokens and their secrets (the emulator's own, for tests)."""
+        with self._lock:
+            return [(token, str(record["secret"])) for token, record in self._access_tokens.items()]
+
+    def pending_request_token(self, key: str | None, token: str | None) -> str | None:
+        """Return the request token the authorize page names, if it awaits the user's decision.
+
+        A "+" that a form decoder read as a space still finds the token.
+        """
+        if key != self.consumer_key or token is None:
+            return None
+        with self._lock:
+            for candidate in (token, token.replace(" ", "+")):
+                record = self._request_tokens.get(candidate)
+                if record is not None and record["state"] == "pending":
+                    return candidate
+        return None
+
     # -- the rules --
 
+    def _oauth_parameters(
+        self, url: str, authorization: str | None, body: list[Param]
+    ) -> tuple[dict[str, str], str | None]:
+        """Return the OAuth protocol parameters and the header they came in (None: query or body).
+
+        RFC 5849 §3.5: in the Authorization header, a form body or the query,
+        and in one place only; E*TRADE: Get Access Token allows the query.
+        """
+        query = [(n, v) for n, v in _parse_form(url.partition("?")[2]) if str(n).startswith("oauth_")]
+        in_body = [(n, v) for n, v in body if str(n).startswith("oauth_")]
+        header = authorization if authorization and authorization.lstrip()[:5].lower() == "oauth" else None
+        places = [place for place in (header, query, in_body) if place]
+        if len(places) > 1:
+            # §3.5: "MUST NOT use more than one method for each request"
+            raise _Refusal(400, "parameter_rejected")
+        if header is not None:
+            try:
+                return parse_authorization_header(header), header
+            except ValueError:
+                raise _Refusal(400, "parameter_rejected") from None
+        located = query or in_body
+        if not located:
+            raise _Refusal(401, "parameter_absent", oauth_parameters_absent="oauth_consumer_key")
+        names = [n for n, _ in located]
+        if len(set(names)) != len(names) or not all(isinstance(v, str) for _, v in located):
+            raise _Refusal(400, "parameter_rejected")
+        return {str(n): str(v) for n, v in located}, None
+
     def _authenticate(
-        self, method: str, url: str, authorization: str | None, kind: str
+        self,
+        method: str,
+        url: str,
+        authorization: str | None,
+        kind: str,
+        body: bytes = b"",
+        content_type: str | None = None,
     ) -> tuple[dict[str, str], dict[str, object]]:
         """Check an OAuth request; return its parameters and the token record it names ({} for none).
 
         ``kind`` is "consumer" (no token), "request" or "access".
         """
-        if not authorization:
-            raise _Refusal(401, "parameter_absent", oauth_parameters_absent="oauth_consumer_key")
         try:
-            params = parse_authorization_header(authorization)
+            form = _body_parameters(body, content_type) if _is_form(content_type) else []
         except ValueError:
             raise _Refusal(400, "parameter_rejected") from None
-        required = [
-            "oauth_consumer_key",
-            "oauth_signature_method",
-            "oauth_signature",
-            "oauth_timestamp",
-            "oauth_nonce",
-        ]
+        params, header = self._oauth_parameters(url, authorization, form)
+        required = ["oauth_consumer_key", "oauth_signature_method", "oauth_signature", "oauth_timestamp",
+                    "oauth_nonce"]  # fmt: skip
         if kind != "consumer":
             required.append("oauth_token")
         missing = [name for name in required if name not in params]
@@ -3260,7 +3498,9 @@ class Emulator:
             raise _Refusal(401, "consumer_key_unknown")
         now = int(self.clock())
         timestamp = params["oauth_timestamp"]
-        if not timestamp.isdigit() or abs(int(timestamp) - now) > TIMESTAMP_TOLERANCE:
+        if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12) or (
+            abs(int(timestamp) - now) > TIMESTAMP_TOLERANCE
+        ):
             window = f"{now - TIMESTAMP_TOLERANCE}-{now + TIMESTAMP_TOLERANCE}"
             raise _Refusal(401, "timestamp_refused", oauth_acceptable_timestamps=window)
         record: dict[str, object] = {}
@@ -3271,9 +3511,14 @@ class Emulator:
                 raise _Refusal(401, "token_rejected")
             record = found
         secret = str(record.get("secret", ""))
-        if not verify_request(
-            method, url, authorization, consumer_secret=self.consumer_secret, token_secret=secret
-        ):
+        try:
+            good = verify_request(
+                method, url, header, consumer_secret=self.consumer_secret, token_secret=secret,
+                body=body or None, content_type=content_type,
+            )  # fmt: skip
+        except ValueError:
+            good = False
+        if not good:
             raise _Refusal(401, "signature_invalid")
         seen = self._nonces.setdefault(int(timestamp), set())
         if params["oauth_nonce"] in seen:
@@ -3283,10 +3528,25 @@ class Emulator:
             del self._nonces[old]
         return params, record
 
+    def _count_against_the_rate_limit(self, path: str) -> None:
+        """Refuse a request over E*TRADE's per-module limits (E*TRADE: Rate Limits; per consumer key,
+        and this emulator knows one key): HTTP 400 with E*TRADE's page. Counted in real time."""
+        module = _api_module(path)
+        if self.rate_limits is None or module is None or module not in self.rate_limits:
+            return
+        per_second, per_hour = self.rate_limits[module]
+        now = time.monotonic()
+        arrivals = self._arrivals.setdefault(module, [])
+        arrivals[:] = [t for t in arrivals if t > now - 3600]
+        if len(arrivals) >= per_hour or sum(1 for t in arrivals if t > now - 1.0) >= per_second:
+            raise _Refusal(400, rate_limited=True)
+        arrivals.append(now)
+
     def _issue_request_token(self, params: Mapping[str, str]) -> dict[str, str]:
-        # E*TRADE: oauth_callback must be "oob", even with a registered callback.
+        # E*TRADE: oauth_callback must be "oob", even with a registered callback
+        # (rasesh6/etrade-trading: 400 callback_rejected,oauth_acceptable_callback=oob).
         if params.get("oauth_callback") != "oob":
-            raise _Refusal(400, "parameter_rejected", oauth_parameters_rejected="oauth_callback")
+            raise _Refusal(400, "callback_rejected", oauth_acceptable_callback="oob")
         token, secret = _random_token(), _random_token()
         self._request_tokens[token] = {"secret": secret, "issued_at": self.clock(), "state": "pending"}
         confirmed = "true" if self.callback_url else "false"
@@ -3294,12 +3554,15 @@ class Emulator:
 
     def _issue_access_token(self, record: dict[str, object], params: Mapping[str, str]) -> dict[str, str]:
         token = params["oauth_token"]
+        # A wrong, used or stale verifier is token_rejected at E*TRADE (pyetrade #5).
         if self.clock() - float(record["issued_at"]) >= REQUEST_TOKEN_LIFETIME:  # type: ignore[arg-type]
             del self._request_tokens[token]
-            raise _Refusal(401, "token_expired")
+            raise _Refusal(401, "token_rejected")
         if record["state"] != "approved" or params.get("oauth_verifier") != record.get("verifier"):
-            raise _Refusal(401, "verifier_invalid")
+            raise _Refusal(401, "token_rejected")
         del self._request_tokens[token]  # the verifier and request token are single-use
+        if self.second_login_revokes:
+            self._access_tokens.clear()
         access, secret = _random_token(), _random_token()
         now = self.clock()
         self._access_tokens[access] = {"secret": secret, "issued_at": now, "last_used": now}
@@ -3310,60 +3573,96 @@ class Emulator:
         if now >= access_token_expiry(float(record["issued_at"])):  # type: ignore[arg-type]
             raise _Refusal(401, "token_expired")
         if not renewing and now - float(record["last_used"]) >= IDLE_LIMIT:  # type: ignore[arg-type]
-            # NOTE: E*TRADE does not document the name it sends for an inactive
-            # token; the emulator says token_inactive, which the client maps to
-            # TokenInactiveError.
-            raise _Refusal(401, "token_inactive")
+            # NOTE: E*TRADE does not document what an idle token gets; the
+            # switch idle_problem chooses (README).
+            raise _Refusal(401, self.idle_problem)
         record["last_used"] = now
 
     def authorize(self, key: str, token: str, approve: bool) -> str | None:
         """Record the user's decision on the authorize page; return the verifier when approved."""
-        record = self._request_tokens.get(token)
-        if key != self.consumer_key or record is None or record["state"] != "pending":
-            raise _Refusal(400, "token_rejected")
-        if self.clock() - float(record["issued_at"]) >= REQUEST_TOKEN_LIFETIME:  # type: ignore[arg-type]
-            raise _Refusal(400, "token_expired")
-        if not approve:
-            record["state"] = "denied"
-            return None
-        record["state"] = "approved"
-        record["verifier"] = verifier = _random_verifier()
-        return verifier
+        with self._lock:
+            record = self._request_tokens.get(token)
+            if key != self.consumer_key or record is None or record["state"] != "pending":
+                raise _Refusal(400, "token_rejected")
+            if self.clock() - float(record["issued_at"]) >= REQUEST_TOKEN_LIFETIME:  # type: ignore[arg-type]
+                raise _Refusal(400, "token_expired")
+            if not approve:
+                record["state"] = "denied"
+                return None
+            record["state"] = "approved"
+            record["verifier"] = verifier = _random_verifier()
+            return verifier
 
-    def handle_oauth(self, method: str, path: str, url: str, authorization: str | None) -> tuple[int, str]:
-        """Answer an /oauth/* request: (status, form-encoded body)."""
+    def handle_oauth(
+        self,
+        method: str,
+        path: str,
+        url: str,
+        authorization: str | None,
+        body: bytes = b"",
+        content_type: str | None = None,
+    ) -> tuple[int, str]:
+        """Answer an /oauth/* request (GET or POST): (status, body)."""
         with self._lock:
             if path == _OAUTH_PATHS["request_token"]:
-                params, _ = self._authenticate(method, url, authorization, "consumer")
+                params, _ = self._authenticate(method, url, authorization, "consumer", body, content_type)
                 fields = self._issue_request_token(params)
             elif path == _OAUTH_PATHS["access_token"]:
-                params, record = self._authenticate(method, url, authorization, "request")
+                params, record = self._authenticate(method, url, authorization, "request", body, content_type)
                 fields = self._issue_access_token(record, params)
             elif path == _OAUTH_PATHS["renew_access_token"]:
-                _, record = self._authenticate(method, url, authorization, "access")
+                _, record = self._authenticate(method, url, authorization, "access", body, content_type)
                 self._check_access(record, renewing=True)
                 return 200, "Access Token has been renewed"
             elif path == _OAUTH_PATHS["revoke_access_token"]:
-                params, _ = self._authenticate(method, url, authorization, "access")
+                params, _ = self._authenticate(method, url, authorization, "access", body, content_type)
                 del self._access_tokens[params["oauth_token"]]
                 return 200, "Revoked Access Token"
             else:
                 raise _Refusal(404, "parameter_rejected")
         return 200, "&".join(f"{k}={percent_encode(v)}" for k, v in fields.items())
 
-    def handle_api(self, method: str, path: str, url: str, authorization: str | None) -> object:
-        """Answer a /v1/... request with sample data (a dict), after the OAuth checks."""
+    def handle_api(
+        self,
+        method: str,
+        path: str,
+        url: str,
+        authorization: str | None,
+        body: bytes = b"",
+        content_type: str | None = None,
+    ) -> object:
+        """Answer a /v1/... request with sample data (a dict; None for an empty collection),
+        after the OAuth checks and the rate limit."""
         with self._lock:
-            self._check_access(self._authenticate(method, url, authorization, "access")[1])
+            _, record = self._authenticate(method, url, authorization, "access", body, content_type)
+            self._check_access(record)
+            self._count_against_the_rate_limit(path)
         resource = path[:-5] if path.endswith(".json") else path
         if resource == "/v1/accounts/list":
             return {"AccountListResponse": {"Accounts": {"Account": _EMULATOR_ACCOUNTS}}}
+        orders = re.fullmatch(r"/v1/accounts/([^/]*)/orders", resource)
+        if orders:
+            _check_orders_account(orders.group(1))
+            return None  # the emulated accounts have no orders: E*TRADE answers 204, no body
         if resource.startswith("/v1/market/quote/"):
             symbols = [s for s in unquote(resource[len("/v1/market/quote/") :]).upper().split(",") if s]
             if not 1 <= len(symbols) <= 25:
-                raise _Refusal(400, "parameter_rejected")
+                raise _Refusal(400, code=1019, message="Too many symbols requested; the limit is 25")
             return {"QuoteResponse": {"QuoteData": [_emulator_quote(s, self.clock()) for s in symbols]}}
-        raise _Refusal(404, "parameter_rejected")
+        raise _Refusal(404, code=100, message="Resource not found")
+
+
+def _check_orders_account(account_id_key: str) -> None:
+    """Refuse a List Orders call for an account that is not the emulator's.
+
+    REAL-ANSWERS (List Orders): 400 with code 100 "Account key does not belong
+    to user", 400 with code 102 "Please enter valid account key".
+    """
+    if any(account["accountIdKey"] == account_id_key for account in _EMULATOR_ACCOUNTS):
+        return
+    if re.fullmatch(r"[A-Za-z0-9_-]{22}", account_id_key):
+        raise _Refusal(400, code=100, message="Account key does not belong to user")
+    raise _Refusal(400, code=102, message="Please enter valid account key")
 
 
 # ---- Command line ----
@@ -3402,6 +3701,17 @@ def _cli_words(error: BaseException) -> str:
     ):
         text = text.replace(library, command)
     return text
+
+
+def _terminal_safe(text: str) -> str:
+    """Return text from a server or a file with its control characters shown as escapes.
+
+    Only TAB and LF pass: ESC, BEL, CR, backspace, C1 controls and bidi
+    overrides could retitle, clear or overwrite the user's terminal
+    (CVE-2021-25743 in kubectl; CVE-2021-42574).
+    """
+    unsafe = r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]"
+    return re.sub(unsafe, lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def _masked_secret(label: str, secret: str) -> str:
@@ -3825,11 +4135,14 @@ def _cmd_get(args: object) -> int:
     session = _session(args)
     params = _pairs_from_args(getattr(args, "param", None), "--param")
     response = session.get(str(getattr(args, "path_or_url")), params=params or None)  # noqa: B009
+    if not response.body.strip():
+        return EXIT_OK  # 204 (E*TRADE's empty collection) or an empty 2xx: nothing to print
     try:
-        print(json.dumps(response.json(), indent=2, ensure_ascii=False))
-    except ValueError:
-        print(response.text)
-    return 0
+        text = json.dumps(response.json(), indent=2, ensure_ascii=False)
+    except (ValueError, RecursionError):  # not JSON, or nested too deeply for it
+        text = response.text
+    print(_terminal_safe(text))
+    return EXIT_OK
 
 
 def _serve_credentials(args: object) -> tuple[str, str, str]:
@@ -3921,7 +4234,7 @@ def _demo_refusal(emulator: Emulator, clock: ManualClock, token: Token, trace: C
     """Show that the emulator refuses a revoked token."""
     stale = ETradeSession(
         emulator.consumer_key, emulator.consumer_secret, token=token.token, token_secret=token.secret,
-        api_base=emulator.base_url, clock=clock, trace=trace,
+        api_base=emulator.base_url, clock=clock, trace=trace, auto_renew=False,
     )  # fmt: skip
     try:
         stale.get("/v1/accounts/list.json")
