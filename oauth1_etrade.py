@@ -4174,6 +4174,9 @@ def _cmd_serve(args: object) -> int:
         consumer_secret=secret,
         callback_url=getattr(args, "callback_url", None),
         port=int(getattr(args, "port", 0)),
+        idle_problem=str(getattr(args, "idle_problem", "token_rejected")),
+        second_login_revokes=bool(getattr(args, "second_login_revokes", False)),
+        rate_limits=None if getattr(args, "no_rate_limits", False) else ETRADE_RATE_LIMITS,
     )
     with emulator:
         print(f"E*TRADE emulator at {emulator.base_url} (offline; 127.0.0.1 only)", flush=True)
@@ -4327,24 +4330,29 @@ def _parser() -> object:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"oauth1_etrade {__version__}")
-    common = Parser(add_help=False)
-    common.add_argument(
-        "--sandbox", action="store_true", help="use E*TRADE's sandbox hosts ($ETRADE_SANDBOX=1)"
-    )
-    common.add_argument(
-        "--api-base", metavar="URL", help="API host, e.g. the URL `serve` prints ($ETRADE_API_BASE)"
-    )
-    common.add_argument("--authorize-base", metavar="URL", help="authorize page (default: E*TRADE's)")
-    common.add_argument("--consumer-key", metavar="KEY", help="default: $ETRADE_CONSUMER_KEY")
-    common.add_argument("--consumer-secret", metavar="SECRET", help="default: $ETRADE_CONSUMER_SECRET")
-    common.add_argument(
+    # The options each command uses, and only those (`serve --help` lists what serve takes).
+    verbose = Parser(add_help=False)
+    verbose.add_argument("-v", "--verbose", action="store_true", help="log requests (redacted) to stderr")
+    credentials = Parser(add_help=False)
+    credentials.add_argument("--consumer-key", metavar="KEY", help="default: $ETRADE_CONSUMER_KEY")
+    credentials.add_argument("--consumer-secret", metavar="SECRET", help="default: $ETRADE_CONSUMER_SECRET")
+    credentials.add_argument(
         "--token-file", metavar="PATH", help="default: $ETRADE_TOKEN_FILE or the config directory"
     )
-    common.add_argument("-v", "--verbose", action="store_true", help="log requests (redacted) to stderr")
+    hosts = Parser(add_help=False)
+    hosts.add_argument(
+        "--sandbox", action="store_true", help="use E*TRADE's sandbox hosts ($ETRADE_SANDBOX=1)"
+    )
+    hosts.add_argument(
+        "--api-base", metavar="URL", help="API host, e.g. the URL `serve` prints ($ETRADE_API_BASE)"
+    )
+    hosts.add_argument("--authorize-base", metavar="URL", help="authorize page (default: E*TRADE's)")
+    client = [credentials, hosts, verbose]
+    parents = {"demo": [verbose], "selftest": [], "serve": [verbose]}
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
-    sub = {name: commands.add_parser(name, help=text, description=text, parents=[common], epilog=_EXIT_HELP,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = {name: commands.add_parser(name, help=text, description=text, parents=parents.get(name, client),
+                                     epilog=_EXIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
            for name, (_, text) in _COMMANDS.items()}  # fmt: skip
     sub["login"].add_argument(
         "--no-browser", action="store_true", help="print the URL, do not open a browser"
@@ -4372,7 +4380,32 @@ def _parser() -> object:
     sub["get"].add_argument("--param", action="append", metavar="K=V", help="query parameter (repeatable)")
     sub["serve"].add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free one)")
     sub["serve"].add_argument(
+        "--consumer-key", metavar="KEY", help="the key it accepts (default: oauth1-etrade-emulator)"
+    )
+    sub["serve"].add_argument(
+        "--consumer-secret",
+        metavar="SECRET",
+        help="the secret it accepts (default: one made on first use and kept beside the token file)",
+    )
+    sub["serve"].add_argument(
+        "--token-file", metavar="PATH", help="its folder keeps the emulator's secret (default: as for login)"
+    )
+    sub["serve"].add_argument(
         "--callback-url", metavar="URL", help="act as if this callback URL were registered"
+    )
+    sub["serve"].add_argument(
+        "--idle-problem",
+        choices=Emulator.IDLE_PROBLEMS,
+        default="token_rejected",
+        help="what a token idle for 2 hours gets (E*TRADE does not document it; default: token_rejected)",
+    )
+    sub["serve"].add_argument(
+        "--second-login-revokes",
+        action="store_true",
+        help="a new login revokes the older access tokens (not documented; default: they stay)",
+    )
+    sub["serve"].add_argument(
+        "--no-rate-limits", action="store_true", help="do not enforce E*TRADE's published rate limits"
     )
     return parser
 
@@ -4419,7 +4452,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)  # type: ignore[attr-defined]
     handler, _ = _COMMANDS[args.command]
     where = f"oauth1_etrade {args.command}"
-    with _verbose_logging(bool(args.verbose)), warnings.catch_warnings():
+    with _verbose_logging(bool(getattr(args, "verbose", False))), warnings.catch_warnings():
         warnings.showwarning = lambda message, *rest: print(f"{where}: warning: {message}", file=sys.stderr)
         try:
             return handler(args)

@@ -1180,7 +1180,9 @@ EMULATOR_SWITCHES = {
 
 @pytest.fixture(params=list(EMULATOR_SWITCHES.values()), ids=list(EMULATOR_SWITCHES))
 def emulator(clock, request):
-    emu = oa.Emulator(consumer_key=CONSUMER_KEY, consumer_secret=CONSUMER_SECRET, clock=clock, **request.param)
+    emu = oa.Emulator(
+        consumer_key=CONSUMER_KEY, consumer_secret=CONSUMER_SECRET, clock=clock, **request.param
+    )
     with emu:
         yield emu
 
@@ -3116,6 +3118,320 @@ def test_emulator_authorize_page_refuses_unknown_tokens(emulator):
     with pytest.raises(urllib.error.HTTPError) as unknown:
         urllib.request.urlopen(f"{emulator.authorize_base}?key={CONSUMER_KEY}&token=nope", timeout=10)
     assert unknown.value.code == 400
+
+
+# ---- Offline E*TRADE emulator: answers as recorded, any client ----
+
+
+ANSWERS = {case["id"]: case for case in load_cases("etrade-answers")}
+
+
+def emulator_port(emulator) -> int:
+    return int(emulator.base_url.rpartition(":")[2])
+
+
+def raw_exchange(emulator, method, path, headers=None, body=b""):
+    """Send one request to the emulator with http.client; return (status, headers, body)."""
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", emulator_port(emulator), timeout=10)
+    try:
+        connection.request(method, path, body=body or None, headers=headers or {})
+        answer = connection.getresponse()
+        return answer.status, answer.headers, answer.read()
+    finally:
+        connection.close()
+
+
+def test_emulator_refusals_are_the_recorded_etrade_pages(emulator, clock):
+    session = new_session(emulator, clock)
+    token, secret = session.get_request_token()
+    verifier_from_page(session.authorize_url())
+    wrong = signed_get(emulator, "/oauth/access_token", token=token, token_secret=secret, verifier="WRONG")
+    recorded = ANSWERS["tomcat-new-token-rejected-at-access-token"]["input"]
+    assert wrong == (recorded["status"], recorded["body"])  # byte for byte the page of pyetrade #52
+    callback = signed_get(emulator, "/oauth/request_token", callback="https://example.com/cb")
+    recorded = ANSWERS["callback-rejected"]["input"]
+    assert callback == (recorded["status"], recorded["body"])
+    stale = signed_get(emulator, "/oauth/request_token", callback="oob", timestamp="1636665132")
+    assert stale[0] == 401 and "oauth_problem=timestamp_refused,oauth_acceptable_timestamps=" in stale[1]
+
+
+def test_emulator_api_answers_are_the_recorded_shapes(emulator, clock):
+    session = new_session(emulator, clock)
+    login(session)
+    token = session.access_token
+    orders = session.get("/v1/accounts/dBZOKt9xDrtRSAOl4MSiiA/orders.json")
+    assert (orders.status, orders.body, orders.json()) == (204, b"", None)  # as empty-collection-204
+    for account_key, case in (("dBZOKt9xDrtRSAOl4MSiiA0", "xml-api-error-code"), ("x" * 22, None)):
+        with pytest.raises(oa.OAuthError) as refused:
+            session.get(f"/v1/accounts/{account_key}/orders")
+        if case:
+            assert refused.value.code == ANSWERS[case]["error"]["code"]
+            assert refused.value.server_message == ANSWERS[case]["error"]["server_message"]
+        else:
+            assert (refused.value.code, refused.value.server_message) == (
+                100, "Account key does not belong to user"
+            )  # fmt: skip
+    session.revoke_access_token()
+    dead = signed_get(emulator, "/v1/accounts/list.json", token=token.token, token_secret=token.secret)
+    recorded = ANSWERS["json-dead-token"]["input"]
+    assert (dead[0], json.loads(dead[1])) == (recorded["status"], json.loads(recorded["body"]))
+
+
+def test_emulator_renew_and_revoke_answer_etrade_words(emulator, clock):
+    session = new_session(emulator, clock)
+    login(session)
+    token = session.access_token
+    kwargs = {"token": token.token, "token_secret": token.secret}
+    renewed, revoked = ANSWERS["renew-text"]["input"]["body"], ANSWERS["revoke-text"]["input"]["body"]
+    assert signed_get(emulator, "/oauth/renew_access_token", **kwargs) == (200, renewed)
+    assert signed_get(emulator, "/oauth/revoke_access_token", **kwargs) == (200, revoked)
+
+
+def test_emulator_rate_limit_is_etrade_400_page_and_the_client_reads_it(emulator, clock):
+    if emulator.rate_limits is None:
+        pytest.skip("this position of the switch has no rate limits")
+    session = new_session(emulator, clock, pace=False)
+    login(session)
+    with pytest.raises(oa.RateLimitError) as limited:
+        for _ in range(6):  # Market allows 4 a second
+            session.get("/v1/market/quote/GOOG.json")
+    assert limited.value.status == 400 and limited.value.retry_after is None
+    status, headers, body = raw_exchange(emulator, "GET", "/e/t/etws/authorize?key=x&token=y")  # not counted
+    assert status == 400
+    paced = new_session(emulator, clock, token=session.access_token.token,
+                        token_secret=session.access_token.secret)  # fmt: skip
+    time.sleep(1.1)
+    for _ in range(6):  # the same calls, paced: none refused
+        assert paced.get("/v1/market/quote/GOOG.json").status == 200
+
+
+def test_emulator_takes_oauth_parameters_in_header_query_or_body_but_one_place(emulator):
+    url = emulator.base_url + "/oauth/request_token"
+    options = dict(consumer_key=CONSUMER_KEY, consumer_secret=CONSUMER_SECRET, callback="oob",
+                   timestamp=str(int(emulator.clock())))  # fmt: skip
+    params = oa.parse_authorization_header(oa.sign_request("GET", url, **options))
+    query = urllib.parse.urlencode(params)
+    assert raw_exchange(emulator, "GET", f"/oauth/request_token?{query}")[0] == 200  # §3.5.3
+    params = oa.parse_authorization_header(oa.sign_request("POST", url, **options))
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    body = urllib.parse.urlencode(params).encode()
+    assert raw_exchange(emulator, "POST", "/oauth/request_token", form, body)[0] == 200  # §3.5.2
+    header = oa.sign_request("GET", url, **options)
+    params = oa.parse_authorization_header(oa.sign_request("GET", url, **options))
+    both = raw_exchange(emulator, "GET", f"/oauth/request_token?{urllib.parse.urlencode(params)}",
+                        {"Authorization": header})  # fmt: skip
+    assert both[0] == 400 and b"oauth_problem=parameter_rejected" in both[2]  # §3.5: one place only
+
+
+def test_emulator_answers_405_with_allow_and_keeps_connections_alive(emulator):
+    import http.client
+
+    status, headers, _ = raw_exchange(emulator, "DELETE", "/oauth/request_token")
+    assert (status, headers["Allow"]) == (405, "GET, POST")
+    status, headers, _ = raw_exchange(emulator, "PUT", "/v1/accounts/list")
+    assert (status, headers["Allow"]) == (405, "GET")
+    connection = http.client.HTTPConnection("127.0.0.1", emulator_port(emulator), timeout=10)
+    for _ in range(3):  # three requests, one connection: HTTP/1.1 keep-alive
+        connection.request("GET", "/oauth/request_token")
+        answer = connection.getresponse()
+        answer.read()
+        assert answer.status == 401 and answer.version == 11 and not answer.will_close
+    connection.close()
+
+
+def test_emulator_authorize_page_takes_the_token_encoded_or_not(emulator, clock):
+    session = new_session(emulator, clock)
+    for _ in range(40):  # until a request token holds a "+" (about half do)
+        token, _ = session.get_request_token()
+        if "+" in token:
+            break
+    assert "+" in token
+    for shown in (token, oa.percent_encode(token), oa.percent_encode(token.replace("+", " "))):
+        url = f"{emulator.authorize_base}?key={CONSUMER_KEY}&token={shown}"
+        page = urllib.request.urlopen(url, timeout=10)
+        assert page.status == 200 and html.escape(token) in page.read().decode()
+
+
+def test_second_login_revokes_the_first_token_only_when_switched_on(emulator, clock):
+    first = new_session(emulator, clock)
+    login(first)
+    second = new_session(emulator, clock)
+    login(second)
+    assert second.get("/v1/accounts/list.json").status == 200
+    if emulator.second_login_revokes:
+        with pytest.raises(oa.LoginRequiredError):
+            first.get("/v1/accounts/list.json")
+    else:
+        assert first.get("/v1/accounts/list.json").status == 200
+
+
+def test_32_threads_on_one_emulator_see_no_stall(emulator):
+    port = int(emulator.base_url.rpartition(":")[2])
+    slowest = []
+
+    def calls(i):
+        worst = 0.0
+        for _ in range(10):  # a new connection each time: the listen backlog is what is tested
+            started = time.monotonic()
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                sock.sendall(b"GET /oauth/request_token HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                while sock.recv(65536):
+                    pass
+            worst = max(worst, time.monotonic() - started)
+        slowest.append(worst)
+
+    results, errors = run_threads(32, calls)
+    assert errors == [None] * 32
+    assert max(slowest) < 1.0, max(slowest)  # figure: no stall above 1 s (a SYN retry costs 1 s)
+
+
+def test_serve_verbose_logs_one_line_per_request_with_its_reason_and_no_secret(tmp_path):
+    env = cli_env(tmp_path)
+    process = subprocess.Popen(
+        [sys.executable, str(HERE / "oauth1_etrade.py"), "serve", "-v", "--consumer-key", "cli-key",
+         "--consumer-secret", "cli/secret+="],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    base = re.search(r"(http://127\.0\.0\.1:\d+)", process.stdout.readline()).group(1)
+    code, out, err = scripted_login(env, base)
+    assert code == 0, err
+    got = cli(env, "get", "/v1/accounts/list.json", "--api-base", base)
+    bad = cli(env | {"ETRADE_CONSUMER_SECRET": "wrong"}, "get", "/v1/accounts/list.json", "--api-base", base)
+    assert got.returncode == 0 and bad.returncode == 1
+    process.terminate()
+    _, log = process.communicate(timeout=10)
+    lines = [line for line in log.splitlines() if " -> " in line]
+    assert any(line.endswith("GET /oauth/request_token -> 200") for line in lines)
+    assert any(line.endswith("GET /v1/accounts/list.json -> 200") for line in lines)
+    assert any(line.endswith("GET /v1/accounts/list.json -> 401 (signature_invalid)") for line in lines)
+    tokens = json.loads((tmp_path / "tokens.json").read_text())["tokens"]
+    saved = [v for entry in tokens.values() for k, v in entry.items() if k.startswith("token")]
+    secrets_ = ["cli/secret+=", *saved]
+    assert_no_secret(log, secrets_)
+
+
+def test_serve_help_lists_only_what_serve_uses():
+    help_text = cli({}, "serve", "--help").stdout
+    for used in ("--port", "--callback-url", "--consumer-key", "--consumer-secret", "--token-file", "-v",
+                 "--idle-problem", "--second-login-revokes", "--no-rate-limits"):  # fmt: skip
+        assert used in help_text
+    for unused in ("--sandbox", "--api-base", "--authorize-base", "--no-browser"):
+        assert unused not in help_text
+
+
+# ---- Offline E*TRADE emulator: clients nobody here wrote ----
+
+
+@pytest.fixture()
+def serving(tmp_path):
+    """`serve` in a subprocess, as a user starts it; yields (base URL, key, secret)."""
+    env = cli_env(tmp_path)
+    process, base, secret = start_serve(env, "--consumer-key", "third-party-key")
+    yield base, "third-party-key", secret
+    process.terminate()
+    process.communicate(timeout=10)
+
+
+def page_verifier(url):
+    """Open an authorize URL as a browser would, press Approve, return the verifier shown."""
+    return verifier_from_page(url)
+
+
+@pytest.mark.parametrize("signature_type", ["AUTH_HEADER", "QUERY", "BODY"])
+def test_requests_oauthlib_completes_the_etrade_flow_against_serve(serving, signature_type):
+    requests_oauthlib = pytest.importorskip("requests_oauthlib")
+    base, key, secret = serving
+    oauth = requests_oauthlib.OAuth1Session(key, client_secret=secret, callback_uri="oob",
+                                            signature_type=signature_type)  # fmt: skip
+    request_token = oauth.fetch_request_token(base + "/oauth/request_token")  # a POST
+    encoded = urllib.parse.quote(request_token["oauth_token"], safe="")
+    url = f"{base}/e/t/etws/authorize?key={key}&token={encoded}"
+    oauth = requests_oauthlib.OAuth1Session(
+        key, client_secret=secret, resource_owner_key=request_token["oauth_token"],
+        resource_owner_secret=request_token["oauth_token_secret"], verifier=page_verifier(url),
+        signature_type=signature_type,
+    )  # fmt: skip
+    access = oauth.fetch_access_token(base + "/oauth/access_token")  # a POST
+
+    def session_for(kind):
+        return requests_oauthlib.OAuth1Session(
+            key, client_secret=secret, resource_owner_key=access["oauth_token"],
+            resource_owner_secret=access["oauth_token_secret"], signature_type=kind,
+        )  # fmt: skip
+
+    # A GET has no body to sign in (oauthlib refuses): with BODY, the API calls
+    # go signed in the header, and renew and revoke are POSTs with a form body.
+    api = session_for("AUTH_HEADER" if signature_type == "BODY" else signature_type)
+    tokens = session_for(signature_type)
+    send = tokens.post if signature_type == "BODY" else tokens.get
+    accounts = api.get(base + "/v1/accounts/list.json")
+    assert accounts.status_code == 200
+    assert len(accounts.json()["AccountListResponse"]["Accounts"]["Account"]) == 2
+    quote = api.get(base + "/v1/market/quote/GOOG.json", params={"detailFlag": "ALL"})
+    assert quote.json()["QuoteResponse"]["QuoteData"][0]["Product"]["symbol"] == "GOOG"
+    assert send(base + "/oauth/renew_access_token").text == "Access Token has been renewed"
+    assert send(base + "/oauth/revoke_access_token").text == "Revoked Access Token"
+    refused = api.get(base + "/v1/accounts/list.json")
+    assert refused.status_code == 401 and "oauth_problem=token_rejected" in refused.text
+
+
+def test_rauth_as_etrade_sample_client_completes_the_flow_against_serve(serving):
+    rauth = pytest.importorskip("rauth")
+    base, key, secret = serving
+    # As E*TRADE's Python sample client (EtradePythonClient) uses rauth.
+    etrade = rauth.OAuth1Service(
+        name="etrade", consumer_key=key, consumer_secret=secret,
+        request_token_url=base + "/oauth/request_token", access_token_url=base + "/oauth/access_token",
+        authorize_url=base + "/e/t/etws/authorize?key={}&token={}", base_url=base,
+    )  # fmt: skip
+    request_token, request_token_secret = etrade.get_request_token(
+        params={"oauth_callback": "oob", "format": "json"}
+    )
+    authorize_url = etrade.authorize_url.format(etrade.consumer_key, request_token)  # the token unencoded
+    session = etrade.get_auth_session(
+        request_token, request_token_secret, params={"oauth_verifier": page_verifier(authorize_url)}
+    )
+    accounts = session.get(base + "/v1/accounts/list.json", header_auth=True)
+    assert accounts.status_code == 200 and "AccountListResponse" in accounts.json()
+    quote = session.get(base + "/v1/market/quote/GOOG.json", header_auth=True, params={"detailFlag": "ALL"})
+    assert quote.status_code == 200
+    assert quote.json()["QuoteResponse"]["QuoteData"][0]["Product"]["symbol"] == "GOOG"
+    assert session.get(base + "/oauth/renew_access_token", header_auth=True).status_code == 200
+    assert session.get(base + "/oauth/revoke_access_token", header_auth=True).status_code == 200
+    refused = session.get(base + "/v1/accounts/list.json", header_auth=True)
+    assert refused.status_code == 401 and "oauth_problem=token_rejected" in refused.text
+
+
+def test_pyetrade_completes_the_flow_against_serve(serving):
+    pyetrade = pytest.importorskip("pyetrade")
+    requests = pytest.importorskip("requests")
+    base, key, secret = serving
+    oauth = pyetrade.ETradeOAuth(key, secret)
+    oauth.req_token_url = base + "/oauth/request_token"  # pyetrade keeps its URLs on instances
+    oauth.auth_token_url = base + "/e/t/etws/authorize"
+    oauth.access_token_url = base + "/oauth/access_token"
+    url = oauth.get_request_token()  # the token unencoded in the URL, as pyetrade sends users
+    tokens = oauth.get_access_token(page_verifier(url))
+    pair = (key, secret, tokens["oauth_token"], tokens["oauth_token_secret"])
+    accounts = pyetrade.ETradeAccounts(*pair, dev=False)
+    accounts.base_url = base + "/v1/accounts"
+    listed = accounts.list_accounts(resp_format="json")
+    assert listed["AccountListResponse"]["Accounts"]["Account"][0]["accountId"] == "83405188"
+    market = pyetrade.ETradeMarket(*pair, dev=False)
+    market.base_url = base + "/v1/market/"
+    quote = market.get_quote(["GOOG", "AAPL"], resp_format="json")
+    assert [q["Product"]["symbol"] for q in quote["QuoteResponse"]["QuoteData"]] == ["GOOG", "AAPL"]
+    as_xml = market.get_quote(["GOOG"])  # pyetrade's default: XML, parsed with xmltodict
+    assert as_xml["QuoteResponse"]["QuoteData"]["Product"]["symbol"] == "GOOG"
+    manager = pyetrade.ETradeAccessManager(*pair)
+    manager.renew_access_token_url = base + "/oauth/renew_access_token"
+    manager.revoke_access_token_url = base + "/oauth/revoke_access_token"
+    assert manager.renew_access_token() and manager.revoke_access_token()
+    with pytest.raises(requests.HTTPError) as refused:
+        accounts.list_accounts(resp_format="json")
+    assert refused.value.response.status_code == 401
 
 
 # ---- Command line ----
