@@ -78,6 +78,7 @@ __all__ = [
     "OAuth1Auth",
     "access_token_expiry",
     "default_token_path",
+    "ETRADE_RATE_LIMITS",
     # offline emulator and command line
     "Emulator",
     "ManualClock",

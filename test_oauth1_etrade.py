@@ -3544,6 +3544,47 @@ def test_cli_end_to_end_against_serve(served, tmp_path):
     assert cli(env, "status", "--api-base", served).returncode == 3
 
 
+def test_cli_get_prints_nothing_for_an_empty_collection(served, tmp_path):
+    env = cli_env(tmp_path)
+    assert scripted_login(env, served)[0] == 0
+    orders = cli(env, "get", "/v1/accounts/dBZOKt9xDrtRSAOl4MSiiA/orders.json", "--api-base", served)
+    assert (orders.returncode, orders.stdout, orders.stderr) == (0, "", "")  # E*TRADE's 204
+
+
+@pytest.mark.parametrize(
+    "content_type, body, shown",
+    [
+        (
+            "text/plain",
+            b"fine\x1b]0;pwned\x07\x1b[2J\rfake\x08\tok\n",
+            "fine\\u001b]0;pwned\\u0007\\u001b[2J\\u000dfake\\u0008\tok\n",
+        ),
+        ("application/json", '{"a": "x\u009b31m\u202eevil"}'.encode(), '"a": "x\\u009b31m\\u202eevil"'),
+        ("application/json", b"[" * 100000, "[[[["),  # too deep for JSON: printed as text
+    ],
+)
+def test_cli_get_escapes_what_a_server_sends_to_the_terminal(recorder, tmp_path, content_type, body, shown):
+    recorder.script = [(200, {"Content-Type": content_type}, body)]
+    env = cli_env(tmp_path)
+    base = f"http://127.0.0.1:{recorder.server_address[1]}"
+    saved = oa.TokenStore(str(tmp_path / "tokens.json"))
+    saved.save("cli-key", base, oa.Token("t", "ts", time.time()))
+    got = cli(env, "get", "/v1/x", "--api-base", base)
+    assert got.returncode == 0 and got.stderr == ""
+    assert shown in got.stdout
+    assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202e]", got.stdout)
+
+
+def test_response_reads_like_requests_and_httpx():
+    response = oa.Response(200, {"Content-Type": "application/json"}, b'{"lastTrade": 171.25}')
+    assert response.status_code == response.status == 200
+    assert response.text == '{"lastTrade": 171.25}'
+    import decimal
+
+    assert response.json(parse_float=decimal.Decimal) == {"lastTrade": decimal.Decimal("171.25")}
+    assert oa.Response(204, {}, b"").json() is None
+
+
 def test_cli_login_takes_the_verifier_from_the_callback(tmp_path):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
