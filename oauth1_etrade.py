@@ -214,8 +214,9 @@ class TransportError(OAuthError):
     """The request got no usable HTTP answer: connection, timeout, TLS, redirect or a bad body."""
 
 
-class TokenFileError(ValueError):
-    """The token file cannot be read or written; the message names the file."""
+class TokenFileError(OAuthError, ValueError):
+    """The token file (or its lock, or a pending-login file) cannot be read or written, or is
+    not safe to use; the message names the file. Also a ValueError, as it always was."""
 
 
 def _require_str(label: str, value: object) -> str:
@@ -1446,7 +1447,11 @@ class Token:
 
 
 def default_token_path() -> str:
-    """Return where tokens are saved: $ETRADE_TOKEN_FILE, else the user's config directory."""
+    """Return where tokens are saved: $ETRADE_TOKEN_FILE, else the user's config directory.
+
+    XDG Base Directory: a relative $XDG_CONFIG_HOME is invalid and ignored
+    (else the tokens would land in whatever directory a command runs in).
+    """
     import os  # noqa: PLC0415
 
     explicit = os.environ.get("ETRADE_TOKEN_FILE")
@@ -1457,15 +1462,72 @@ def default_token_path() -> str:
     elif sys.platform == "darwin":
         base = os.path.expanduser("~/Library/Application Support")
     else:
-        base = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
+        xdg = os.environ.get("XDG_CONFIG_HOME") or ""
+        base = xdg if os.path.isabs(xdg) else os.path.expanduser("~/.config")
     return os.path.join(base, "oauth1_etrade", "tokens.json")
 
 
-class _FileLock:
-    """An exclusive lock on a lock file (fcntl.flock, POSIX); a no-op where fcntl is missing."""
+#: Token, pending-login and credential files are a few KiB; larger is refused.
+MAX_TOKEN_FILE = 1 << 20
 
-    def __init__(self, path: str):
+#: How long a save waits for another process's lock on the token file, in seconds.
+LOCK_TIMEOUT = 10.0
+
+
+def _owner_name(uid: int) -> str:
+    """Return the user name of ``uid`` (POSIX), or the number."""
+    try:
+        import pwd  # noqa: PLC0415
+
+        return pwd.getpwuid(uid).pw_name
+    except (ImportError, KeyError):
+        return str(uid)
+
+
+def _open_own_file(path: str, flags: int, what: str) -> int:
+    """Open a file for the token store without following a link; return the descriptor.
+
+    CWE-59 (CVE-2025-68146 in py-filelock): O_NOFOLLOW, so a link that
+    another user planted is refused; O_NONBLOCK, so a FIFO cannot hang the
+    open; then fstat: it must be a regular file, and on POSIX one that this
+    user owns (a file of another user's could hold their tokens, or be
+    read by them). Raises FileNotFoundError, or TokenFileError naming it.
+    """
+    import os  # noqa: PLC0415
+    import stat  # noqa: PLC0415
+
+    extra = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags | extra, 0o600)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        if os.path.islink(path):
+            raise TokenFileError(f"{what} {path} is a symbolic link; refused (remove it)") from None
+        raise TokenFileError(f"cannot open {what} {path}: {exc.strerror}") from None
+    info = os.fstat(fd)
+    problem = None
+    if not stat.S_ISREG(info.st_mode):
+        problem = "is not a regular file"
+    elif hasattr(os, "geteuid") and info.st_uid != os.geteuid():
+        problem = f"belongs to user {_owner_name(info.st_uid)}, not to you"
+    if problem:
+        os.close(fd)
+        raise TokenFileError(f"{what} {path} {problem}; refused")
+    return fd
+
+
+class _FileLock:
+    """An exclusive lock on a lock file (fcntl.flock, POSIX); a no-op where fcntl is missing.
+
+    The lock file is opened as _open_own_file opens (no links, regular, ours),
+    and waited for at most ``timeout`` seconds (CWE-412: another process that
+    holds it for ever must not stall every save for ever).
+    """
+
+    def __init__(self, path: str, timeout: float = LOCK_TIMEOUT):
         self.path = path
+        self.timeout = timeout
         self._fd: int | None = None
 
     def __enter__(self) -> bool:
@@ -1477,8 +1539,21 @@ class _FileLock:
         except ImportError:
             return False
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), mode=0o700, exist_ok=True)
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        fd = _open_own_file(self.path, os.O_RDWR | os.O_CREAT, "lock file")
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise TokenFileError(
+                        f"lock file {self.path} is held by another process for over {self.timeout:g} s; "
+                        "try again, or find the process that holds it (fuser)"
+                    ) from None
+                time.sleep(0.05)
+        self._fd = fd
         return True
 
     def __exit__(self, *exc: object) -> None:
@@ -1508,15 +1583,24 @@ class TokenStore:
     beside it serializes read-modify-write, so two processes saving at once
     lose neither entry. Temporary files that a killed process left behind
     (".tokens.json.*.tmp" beside tokens.json) are removed by the next save. A
-    file that is not ours to read (corrupt JSON, wrong shape) raises
-    TokenFileError naming it and is never overwritten. A file readable by
-    group or others gets a warning.
+    file that is not ours to read (corrupt JSON, wrong shape, times that are
+    not finite or not in range) raises TokenFileError naming it and is never
+    overwritten. A file readable by group or others gets a warning.
+
+    In shared places: no file is opened through a link, a FIFO or device is
+    refused, reads stop at MAX_TOKEN_FILE bytes, a lock held by another
+    process is waited for at most ``lock_timeout`` seconds, and secrets are
+    written only into a directory that this user (or root, with the sticky
+    bit where others may write) owns.
     """
 
     FORMAT = "oauth1_etrade tokens"
 
-    def __init__(self, path: str | None = None):
+    def __init__(self, path: str | None = None, *, lock_timeout: float = LOCK_TIMEOUT):
         self.path = default_token_path() if path is None else _require_str("path", path)
+        if not isinstance(lock_timeout, (int, float)) or not 0 <= lock_timeout < 3600:
+            raise ValueError("lock_timeout: expected seconds, 0 to 3600")
+        self.lock_timeout = float(lock_timeout)
 
     def __repr__(self) -> str:
         return f"TokenStore({self.path!r})"
@@ -1525,18 +1609,40 @@ class TokenStore:
     def _key(consumer_key: str, api_base: str) -> str:
         return f"{api_base} {consumer_key}"
 
+    def _read_text(self) -> str | None:
+        """Return the file's text (at most MAX_TOKEN_FILE bytes, UTF-8), or None if there is none."""
+        import os  # noqa: PLC0415
+
+        try:
+            fd = _open_own_file(self.path, os.O_RDONLY, "token file")
+        except FileNotFoundError:
+            return None
+        try:
+            self._warn_if_shared(fd)
+            chunks, size = [], 0
+            while size <= MAX_TOKEN_FILE:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+        except OSError as exc:
+            raise TokenFileError(f"cannot read token file {self.path}: {exc.strerror}") from None
+        finally:
+            os.close(fd)
+        if size > MAX_TOKEN_FILE:
+            raise TokenFileError(f"token file {self.path} is larger than {MAX_TOKEN_FILE} bytes; refused")
+        try:
+            return b"".join(chunks).decode("utf-8")
+        except UnicodeDecodeError:
+            raise TokenFileError(f"cannot read token file {self.path}: not UTF-8 text") from None
+
     def _read(self) -> dict[str, dict[str, object]]:
         import json  # noqa: PLC0415
 
-        try:
-            with open(self.path, encoding="utf-8") as file:
-                self._warn_if_shared(file.fileno())
-                text = file.read()
-        except FileNotFoundError:
+        text = self._read_text()
+        if text is None:
             return {}
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = getattr(exc, "strerror", None) or "not UTF-8 text"
-            raise TokenFileError(f"cannot read token file {self.path}: {reason}") from None
         try:
             data = json.loads(text)
         except (ValueError, RecursionError) as exc:
@@ -1570,7 +1676,26 @@ class TokenStore:
 
     def _locked(self) -> _FileLock:
         """Return a context manager holding this store's lock file (POSIX; no-op elsewhere)."""
-        return _FileLock(self.path + ".lock")
+        return _FileLock(self.path + ".lock", self.lock_timeout)
+
+    def _check_directory(self, directory: str) -> None:
+        """Refuse to write secrets into a directory another user controls (POSIX).
+
+        Ours, or root's (/tmp) with the sticky bit where others may write: no
+        one else can then replace or remove what is written there.
+        """
+        import os  # noqa: PLC0415
+        import stat  # noqa: PLC0415
+
+        if not hasattr(os, "geteuid"):
+            return
+        info = os.stat(directory)
+        others_write = info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+        if info.st_uid not in (os.geteuid(), 0) or others_write and not info.st_mode & stat.S_ISVTX:
+            raise TokenFileError(
+                f"the token file's folder {directory} is writable by another user "
+                f"({_owner_name(info.st_uid)} owns it); refused: use a folder of your own"
+            )
 
     def _temporary_prefix(self) -> str:
         """Return the name prefix of this store's temporary files: ".tokens.json." for tokens.json."""
@@ -1603,6 +1728,7 @@ class TokenStore:
 
         directory = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(directory, mode=0o700, exist_ok=True)
+        self._check_directory(directory)
         self._remove_leftovers(directory, locked)
         text = json.dumps({"format": self.FORMAT, "version": 1, "tokens": tokens}, indent=2, sort_keys=True)
         fd, temporary = tempfile.mkstemp(dir=directory, prefix=self._temporary_prefix(), suffix=".tmp")
@@ -1624,14 +1750,15 @@ class TokenStore:
         if entry is None:
             return None
         try:
-            return Token(
-                str(entry["token"]),
-                str(entry["token_secret"]),
-                float(entry["issued_at"]),  # type: ignore[arg-type]
-                float(entry["last_used"]),  # type: ignore[arg-type]
-            )
-        except (KeyError, TypeError, ValueError):
-            raise TokenFileError(f"token file {self.path} has a malformed entry; fix or delete it") from None
+            token, secret = entry["token"], entry["token_secret"]
+            times = [float(entry[name]) for name in ("issued_at", "last_used")]  # type: ignore[arg-type]
+        except (KeyError, TypeError, ValueError, OverflowError):
+            times, token, secret = [], None, None
+        # Epoch seconds between 1970 and 2106: NaN, Infinity and 1e300 are not times.
+        in_range = bool(times) and all(0 <= t < 2**32 for t in times)
+        if not (isinstance(token, str) and isinstance(secret, str) and in_range):
+            raise TokenFileError(f"token file {self.path} has a malformed entry; fix or delete it")
+        return Token(token, secret, times[0], times[1])
 
     def save(self, consumer_key: str, api_base: str, token: Token) -> None:
         """Save the access token for this consumer key and API host."""
@@ -1946,15 +2073,41 @@ class _Pool:
     sequence uses one. An idle connection is checked for having been closed
     by the server before it is reused. The TLS context is made once, on first
     use, unless one was given.
+
+    Forked processes: a child that inherited the pool never uses the parent's
+    connections (two processes advancing one TLS stream break both; redis-py
+    #1085 resets its pool in a child for this). The child's first use drops
+    them, closing only its copies of the sockets: no TLS close_notify is
+    sent, and the parent's connections stay open.
     """
 
     def __init__(self, ssl_context: ssl.SSLContext | None = None):
+        import os  # noqa: PLC0415
         import threading  # noqa: PLC0415
 
         self._lock = threading.Lock()
         self._ssl_context = ssl_context
         self._idle: dict[Origin, list[http.client.HTTPConnection]] = {}
         self._open: set[http.client.HTTPConnection] = set()
+        self._pid = os.getpid()
+
+    def _after_fork(self) -> None:
+        """In a forked child: forget the parent's connections and lock (see the class docstring)."""
+        import os  # noqa: PLC0415
+        import threading  # noqa: PLC0415
+
+        if os.getpid() == self._pid:
+            return
+        inherited, self._open, self._idle = list(self._open), set(), {}
+        self._lock = threading.Lock()  # another thread of the parent may have held it
+        self._pid = os.getpid()
+        for connection in inherited:
+            sock = connection.sock
+            if isinstance(sock, _TimedSocket):
+                with _suppress_os_error():
+                    # SSLSocket.close() frees the TLS state without a close_notify;
+                    # only this process's descriptor closes.
+                    sock.sock.close()
 
     def context(self) -> ssl.SSLContext:
         """Return the TLS context: the one given, else one default context made on first use."""
@@ -1967,6 +2120,7 @@ class _Pool:
 
     def take(self, origin: Origin, deadline: float, fresh: bool) -> tuple[http.client.HTTPConnection, bool]:
         """Return (connection, reused): an idle one still open (unless ``fresh``), else a new one."""
+        self._after_fork()
         with self._lock:
             idle = [] if fresh else self._idle.get(origin, [])
             while idle:
@@ -3736,16 +3890,59 @@ def _pairs_from_args(items: Sequence[str] | None, flag: str) -> list[tuple[str, 
     return pairs
 
 
-def _credentials(args: object) -> tuple[str, str]:
-    """Return the consumer key and secret from flags or ETRADE_CONSUMER_KEY / ETRADE_CONSUMER_SECRET."""
+def _secret_from_file(path: str) -> str:
+    """Return the first line of a secret file readable by its owner only, or of standard input ("-")."""
     import os  # noqa: PLC0415
 
+    if path == "-":
+        line = sys.stdin.readline().strip()
+        if not line:
+            raise _CliError("--consumer-secret-file -: standard input gave no secret")
+        return line
+    try:
+        fd = _open_own_file(path, os.O_RDONLY, "secret file")
+    except FileNotFoundError:
+        raise _CliError(f"--consumer-secret-file: no file {path}") from None
+    try:
+        if os.name == "posix" and os.fstat(fd).st_mode & 0o077:
+            raise _CliError(
+                f"--consumer-secret-file: {path} is readable by other users; run: chmod 600 {path}"
+            )
+        data = os.read(fd, 65536)
+    finally:
+        os.close(fd)
+    secret = data.decode("utf-8", errors="replace").partition("\n")[0].strip()
+    if not secret:
+        raise _CliError(f"--consumer-secret-file: {path} is empty")
+    return secret
+
+
+def _credentials(args: object) -> tuple[str, str]:
+    """Return the consumer key and secret: flags, a secret file or standard input, or the environment.
+
+    CWE-214: a secret in argv is readable by every local user (/proc/PID/cmdline)
+    and lands in shell history, so --consumer-secret works but warns, as
+    `docker login --password` does.
+    """
+    import os  # noqa: PLC0415
+    import warnings  # noqa: PLC0415
+
     key = getattr(args, "consumer_key", None) or os.environ.get("ETRADE_CONSUMER_KEY")
-    secret = getattr(args, "consumer_secret", None) or os.environ.get("ETRADE_CONSUMER_SECRET")
+    secret = getattr(args, "consumer_secret", None)
+    if secret:
+        warnings.warn(
+            "--consumer-secret on the command line is visible to other users and kept in shell history; "
+            "use ETRADE_CONSUMER_SECRET or --consumer-secret-file",
+            stacklevel=2,
+        )
+    secret_file = getattr(args, "consumer_secret_file", None)
+    if not secret and secret_file:
+        secret = _secret_from_file(secret_file)
+    secret = secret or os.environ.get("ETRADE_CONSUMER_SECRET")
     if not key or not secret:
         raise _CliError(
             "no consumer key and secret: set ETRADE_CONSUMER_KEY and ETRADE_CONSUMER_SECRET "
-            "(or pass --consumer-key and --consumer-secret)"
+            "(or pass --consumer-key and --consumer-secret-file)"
         )
     return key, secret
 
@@ -4336,7 +4533,16 @@ def _parser() -> object:
     verbose.add_argument("-v", "--verbose", action="store_true", help="log requests (redacted) to stderr")
     credentials = Parser(add_help=False)
     credentials.add_argument("--consumer-key", metavar="KEY", help="default: $ETRADE_CONSUMER_KEY")
-    credentials.add_argument("--consumer-secret", metavar="SECRET", help="default: $ETRADE_CONSUMER_SECRET")
+    credentials.add_argument(
+        "--consumer-secret-file",
+        metavar="PATH",
+        help="read the secret from this file (mode 0600), or from standard input with -",
+    )
+    credentials.add_argument(
+        "--consumer-secret",
+        metavar="SECRET",
+        help="default: $ETRADE_CONSUMER_SECRET (on the command line it is visible to others: warned)",
+    )
     credentials.add_argument(
         "--token-file", metavar="PATH", help="default: $ETRADE_TOKEN_FILE or the config directory"
     )
@@ -4454,17 +4660,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler, _ = _COMMANDS[args.command]
     where = f"oauth1_etrade {args.command}"
     with _verbose_logging(bool(getattr(args, "verbose", False))), warnings.catch_warnings():
-        warnings.showwarning = lambda message, *rest: print(f"{where}: warning: {message}", file=sys.stderr)
+        warnings.showwarning = lambda message, *rest: print(
+            f"{where}: warning: {_terminal_safe(str(message))}", file=sys.stderr
+        )
         try:
             return handler(args)
         except LoginRequiredError as exc:
-            print(f"{where}: {_cli_words(exc)}", file=sys.stderr)
+            print(f"{where}: {_terminal_safe(_cli_words(exc))}", file=sys.stderr)
             return EXIT_LOGIN_NEEDED
         except _CliError as exc:
-            print(f"{where}: {exc}", file=sys.stderr)
+            print(f"{where}: {_terminal_safe(str(exc))}", file=sys.stderr)
             return exc.status
-        except (OAuthError, TokenFileError, ValueError, TypeError, OSError) as exc:
-            print(f"{where}: {_cli_words(exc)}", file=sys.stderr)
+        except (OAuthError, ValueError, TypeError, OSError) as exc:
+            print(f"{where}: {_terminal_safe(_cli_words(exc))}", file=sys.stderr)
             return EXIT_FAILURE
         except KeyboardInterrupt:
             print(f"{where}: interrupted", file=sys.stderr)

@@ -1999,6 +1999,7 @@ def test_ca(tmp_path_factory):
     # PyPy takes str paths only
     server_context.load_cert_chain(str(folder / "server.pem"), str(folder / "server.key"))
     client_context = ssl.create_default_context(cafile=str(folder / "ca.pem"))
+    client_context.ca_file = str(folder / "ca.pem")  # for tests that sign in a subprocess
     return server_context, client_context
 
 
@@ -2014,6 +2015,40 @@ def test_ssl_context_is_used_for_every_https_connection(test_ca):
                 default.get("/v1/x")
             context = default._pool.context()
             assert context is default._pool.context()  # made once, on first use
+
+
+FORKED_WORKER = """
+import json, os, ssl, sys, oauth1_etrade as oa
+base, ca_file = sys.argv[1], sys.argv[2]
+session = oa.ETradeSession("k", "s", token="t", token_secret="ts", api_base=base, pace=False,
+                           ssl_context=ssl.create_default_context(cafile=ca_file))
+session.get("/v1/accounts/list.json")          # the parent's kept-alive TLS connection
+child = os.fork()
+if child == 0:                                  # a worker, as multiprocessing or gunicorn forks it
+    try:
+        ok = session.get("/v1/market/quote/GOOG.json").status == 200
+    except Exception:
+        ok = False
+    os._exit(0 if ok else 1)
+_, status = os.waitpid(child, 0)
+order = session.request("POST", "/v1/accounts/k/orders/place.json", json={"PlaceOrderRequest": 1})
+print(json.dumps({"child": os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode")
+                  else status >> 8, "order": order.status}))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX")
+def test_a_forked_worker_never_touches_the_parents_connections(test_ca):
+    server_context, client_context = test_ca
+    with keep_alive_server(server_context) as server:
+        done = subprocess.run(
+            [sys.executable, "-c", FORKED_WORKER, server.base, client_context.ca_file],
+            capture_output=True, text=True, timeout=60, cwd=HERE,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout) == {"child": 0, "order": 200}
+        assert [seen[0] for seen in server.seen] == ["GET", "GET", "POST"]  # the order once
+        assert server.connections == 2  # the parent's, kept for the order, and the child's own
 
 
 def test_eight_threads_share_one_session():
