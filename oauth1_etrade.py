@@ -1675,7 +1675,13 @@ class TokenStore:
             )
 
     def _locked(self) -> _FileLock:
-        """Return a context manager holding this store's lock file (POSIX; no-op elsewhere)."""
+        """Return a context manager holding this store's lock file (POSIX; no-op elsewhere),
+        once the folder is known to be safe for secrets (nothing is created before)."""
+        import os  # noqa: PLC0415
+
+        directory = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        self._check_directory(directory)
         return _FileLock(self.path + ".lock", self.lock_timeout)
 
     def _check_directory(self, directory: str) -> None:
@@ -1728,7 +1734,6 @@ class TokenStore:
 
         directory = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(directory, mode=0o700, exist_ok=True)
-        self._check_directory(directory)
         self._remove_leftovers(directory, locked)
         text = json.dumps({"format": self.FORMAT, "version": 1, "tokens": tokens}, indent=2, sort_keys=True)
         fd, temporary = tempfile.mkstemp(dir=directory, prefix=self._temporary_prefix(), suffix=".tmp")
@@ -1749,16 +1754,15 @@ class TokenStore:
         entry = self._read().get(self._key(consumer_key, api_base))
         if entry is None:
             return None
-        try:
-            token, secret = entry["token"], entry["token_secret"]
-            times = [float(entry[name]) for name in ("issued_at", "last_used")]  # type: ignore[arg-type]
-        except (KeyError, TypeError, ValueError, OverflowError):
-            times, token, secret = [], None, None
-        # Epoch seconds between 1970 and 2106: NaN, Infinity and 1e300 are not times.
-        in_range = bool(times) and all(0 <= t < 2**32 for t in times)
+        token, secret = entry.get("token"), entry.get("token_secret")
+        times = [entry.get("issued_at"), entry.get("last_used")]
+        # Epoch seconds between 1970 and 2106: NaN, Infinity, 1e300 and 10**400 are not times.
+        in_range = all(
+            isinstance(t, (int, float)) and not isinstance(t, bool) and 0 <= t < 2**32 for t in times
+        )
         if not (isinstance(token, str) and isinstance(secret, str) and in_range):
             raise TokenFileError(f"token file {self.path} has a malformed entry; fix or delete it")
-        return Token(token, secret, times[0], times[1])
+        return Token(token, secret, float(times[0]), float(times[1]))  # type: ignore[arg-type]
 
     def save(self, consumer_key: str, api_base: str, token: Token) -> None:
         """Save the access token for this consumer key and API host."""

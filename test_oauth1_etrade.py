@@ -1607,6 +1607,160 @@ def test_fuzz_token_file(tmp_path_factory, content):
     assert path.read_bytes() == content
 
 
+# ---- E*TRADE: token store in shared places (another local user, a hostile file) ----
+
+
+OTHER_USER = "oauth1etradetest"
+
+
+@pytest.fixture(scope="session")
+def other_user():
+    """A second local user (made with useradd when the tests run as root), for shared-folder attacks."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0 or shutil.which("useradd") is None:
+        pytest.skip("needs root and useradd to make a second local user")
+    import pwd
+
+    try:
+        pwd.getpwnam(OTHER_USER)
+    except KeyError:
+        made = subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", OTHER_USER],
+                              capture_output=True, text=True)  # fmt: skip
+        if made.returncode != 0:
+            pytest.skip(f"useradd failed: {made.stderr.strip()}")
+    return pwd.getpwnam(OTHER_USER)
+
+
+@pytest.fixture()
+def shared_folder():
+    """A folder like /tmp, that the other user can reach: everyone may write, and the sticky
+    bit keeps each user's files theirs."""
+    import tempfile
+
+    folder = pathlib.Path(tempfile.mkdtemp(prefix="oauth1_etrade-shared-", dir="/tmp"))
+    folder.chmod(0o1777)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def as_other_user(other_user, code, *args):
+    """Start ``code`` (Python) as the other user; it prints "ready" once it has done its part."""
+    # An interpreter the other user may run (ours may sit under root's home, mode 0700).
+    python = next((p for p in ("/usr/bin/python3", "/usr/local/bin/python3") if os.path.exists(p)), None)
+    if python is None:
+        pytest.skip("no system python3 that another user can run")
+    process = subprocess.Popen(
+        [python, "-c", code, *args], user=other_user.pw_uid, group=other_user.pw_gid,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/",
+    )  # fmt: skip
+    assert process.stdout.readline().strip() == "ready", process.stderr.read()
+    return process
+
+
+HOLD_A_LOCK = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o666)
+os.fchmod(fd, 0o666)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_planted_link_as_lock_or_token_file_is_refused_and_creates_nothing(tmp_path):
+    store = oa.TokenStore(str(tmp_path / "tokens.json"))
+    target = tmp_path / "created-through-the-link"
+    (tmp_path / "tokens.json.lock").symlink_to(target)
+    with pytest.raises(oa.TokenFileError, match=r"lock file .*tokens\.json\.lock is a symbolic link"):
+        store.save("k", "https://api.etrade.com", oa.Token("t", "s", 1.0))
+    assert not target.exists()  # CWE-59: O_CREAT through the link would have made it
+    (tmp_path / "tokens.json").symlink_to("/dev/zero")
+    with pytest.raises(oa.TokenFileError, match=r"token file .*tokens\.json is a symbolic link"):
+        store.load("k", "https://api.etrade.com")
+
+
+def test_a_lock_another_process_holds_for_ever_is_waited_for_a_bounded_time(tmp_path):
+    lock = tmp_path / "tokens.json.lock"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_A_LOCK, str(lock)], stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout.readline().strip() == "ready"
+    try:
+        store = oa.TokenStore(str(tmp_path / "tokens.json"), lock_timeout=0.5)
+        held = r"lock file .*tokens\.json\.lock is held by another process"
+        with pytest.raises(oa.TokenFileError, match=held):
+            store.save("k", "https://api.etrade.com", oa.Token("t", "s", 1.0))
+    finally:
+        holder.kill()
+        holder.wait()
+    store.save("k", "https://api.etrade.com", oa.Token("t", "s", 1.0))  # free again: saved
+
+
+def test_another_users_lock_or_token_file_in_a_shared_folder_is_refused(other_user, shared_folder):
+    folder = shared_folder
+    holder = as_other_user(other_user, HOLD_A_LOCK, str(folder / "tokens.json.lock"))
+    try:
+        store = oa.TokenStore(str(folder / "tokens.json"), lock_timeout=0.5)
+        with pytest.raises(oa.TokenFileError, match=f"tokens.json.lock belongs to user {OTHER_USER}"):
+            store.save("k", "https://api.etrade.com", oa.Token("t", "s", 1.0))
+    finally:
+        holder.kill()
+        holder.wait()
+    planted = folder / "planted.json"
+    planted.write_text('{"format": "oauth1_etrade tokens", "version": 1, "tokens": {}}', encoding="utf-8")
+    os.chown(planted, other_user.pw_uid, other_user.pw_gid)
+    with pytest.raises(oa.TokenFileError, match=f"belongs to user {OTHER_USER}"):
+        oa.TokenStore(str(planted)).load("k", "https://api.etrade.com")  # their tokens are not ours
+
+
+def test_secrets_are_never_written_into_a_folder_another_user_controls(other_user, shared_folder):
+    theirs = shared_folder / "theirs"
+    theirs.mkdir()
+    theirs.chmod(0o777)
+    os.chown(theirs, other_user.pw_uid, other_user.pw_gid)
+    store = oa.TokenStore(str(theirs / "tokens.json"))
+    with pytest.raises(oa.TokenFileError, match=f"writable by another user .*{OTHER_USER} owns it"):
+        store.save("k", "https://api.etrade.com", oa.Token("t", "secret", 1.0))
+    assert not any(theirs.iterdir())  # no token, no temporary file with the secret
+
+
+def test_a_fifo_device_or_huge_token_file_is_refused_at_once(tmp_path):
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    huge = tmp_path / "huge.json"
+    with open(huge, "wb") as file:
+        file.truncate(3 << 30)  # 3 GiB, sparse
+    huge.chmod(0o600)
+    for path, reason in ((fifo, "is not a regular file"), (huge, "is larger than")):
+        env = cli_env(tmp_path) | {"ETRADE_TOKEN_FILE": str(path)}
+        status = cli(env, "status")  # before: hung in open(), or a MemoryError traceback
+        assert status.returncode == 1 and status.stderr.count("\n") == 1, status.stderr
+        assert reason in status.stderr and str(path) in status.stderr
+
+
+@pytest.mark.parametrize(
+    "time_value", ["NaN", "Infinity", "-Infinity", "1e300", "1" + "0" * 400, "-1", '"1"', "true"]
+)
+def test_times_in_the_token_file_must_be_finite_and_in_range(tmp_path, time_value):
+    path = tmp_path / "tokens.json"
+    entry = f'{{"token": "t", "token_secret": "s", "issued_at": {time_value}, "last_used": 1}}'
+    tokens = f'{{"https://api.etrade.com k": {entry}}}'
+    text = f'{{"format": "oauth1_etrade tokens", "version": 1, "tokens": {tokens}}}'
+    path.write_text(text, encoding="utf-8")
+    path.chmod(0o600)
+    with pytest.raises(oa.TokenFileError, match=re.escape(str(path))):
+        oa.TokenStore(str(path)).load("k", "https://api.etrade.com")
+    env = cli_env(tmp_path) | {"ETRADE_CONSUMER_KEY": "k", "ETRADE_API_BASE": "https://api.etrade.com"}
+    status = cli(env, "status")
+    assert status.returncode == 1 and "Traceback" not in status.stderr and str(path) in status.stderr
+
+
+def test_a_relative_xdg_config_home_is_ignored(monkeypatch, tmp_path):
+    monkeypatch.delenv("ETRADE_TOKEN_FILE", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", "relative/config")
+    if sys.platform.startswith("linux"):
+        assert oa.default_token_path() == os.path.expanduser("~/.config/oauth1_etrade/tokens.json")
+
+
 # ---- E*TRADE: transport ----
 
 
@@ -3609,6 +3763,100 @@ def test_cli_get_escapes_what_a_server_sends_to_the_terminal(recorder, tmp_path,
     assert shown in got.stdout
     assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202e]", got.stdout)
 
+
+# Header values a server may send: printable Latin-1 with the odd control character, no line break.
+header_values = st.text(
+    st.characters(min_codepoint=0, max_codepoint=255, blacklist_characters="\r\n"), max_size=60
+)
+hostile_bodies = st.one_of(
+    error_bodies,
+    st.builds(lambda n: b"[" * n + b"]" * n, st.integers(0, 5000)),
+    st.builds(lambda c: f'{{"a": "{c}"}}'.encode(), st.text(max_size=30)),
+    st.sampled_from([case["input"]["body"].encode() for case in load_cases("etrade-answers")]),
+)
+
+
+def run_main(*argv):
+    """Run the command line in this process; return (status, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = oa.main(list(argv))
+    return status, out.getvalue(), err.getvalue()
+
+
+def assert_terminal_safe(status, out, err):
+    assert status in (0, 1, 3)
+    assert err == "" or (err.endswith("\n") and err.count("\n") == 1 and status != 0), err
+    assert "Traceback" not in err
+    assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]", out + err)
+
+
+def test_fuzz_hostile_answers_through_the_command_line(recorder, tmp_path, monkeypatch):
+    base = f"http://127.0.0.1:{recorder.server_address[1]}"
+    monkeypatch.setenv("ETRADE_CONSUMER_KEY", "k")
+    monkeypatch.setenv("ETRADE_CONSUMER_SECRET", "s")
+    monkeypatch.setenv("ETRADE_TOKEN_FILE", str(tmp_path / "tokens.json"))
+    monkeypatch.setenv("ETRADE_API_BASE", base)
+    store = oa.TokenStore(str(tmp_path / "tokens.json"))
+
+    @settings(fuzz, max_examples=300)
+    @given(
+        st.sampled_from([200, 201, 204, 301, 302, 307, 400, 401, 403, 429, 500, 503]),
+        st.dictionaries(
+            st.sampled_from(["Location", "Retry-After", "WWW-Authenticate", "Content-Type", "Date"]),
+            header_values,
+            max_size=3,
+        ),
+        hostile_bodies,
+    )
+    def check(status, headers, body):
+        store.save("k", base, oa.Token("t", "ts", time.time()))  # each example starts logged in
+        if status == 204:
+            body = b""
+        recorder.script = [(status, headers, body)] * 3  # a renew and a resend may follow a refusal
+        assert_terminal_safe(*run_main("get", "/v1/market/quote/GOOG.json", "--api-base", base))
+        recorder.script = []
+
+    check()
+
+
+@settings(fuzz, max_examples=300)
+@given(
+    st.one_of(
+        st.binary(max_size=200),
+        st.builds(
+            lambda t, issued, used: json.dumps(
+                {"format": "oauth1_etrade tokens", "version": 1,
+                 "tokens": {"https://api.etrade.com k": {"token": t, "token_secret": "s",
+                                                         "issued_at": issued, "last_used": used}}}
+            ).encode(),
+            st.one_of(st.text(max_size=5), st.integers(), st.none()),
+            st.one_of(st.floats(), st.integers(-(10**30), 10**30), st.text(max_size=3)),
+            st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-(10**30), 10**30)),
+        ),
+    )
+)
+def test_fuzz_token_files_through_the_command_line(content):
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = pathlib.Path(folder) / "tokens.json"
+        path.write_bytes(content)
+        path.chmod(0o600)
+        env = {"ETRADE_CONSUMER_KEY": "k", "ETRADE_CONSUMER_SECRET": "s", "ETRADE_TOKEN_FILE": str(path)}
+        saved = {name: os.environ.get(name) for name in env}
+        os.environ.update(env)
+        try:
+            for command in ("status", "renew"):
+                status, out, err = run_main(command, "--api-base", "http://127.0.0.1:9")
+                assert_terminal_safe(status, out, err)
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+        assert path.read_bytes() == content
 
 def test_response_reads_like_requests_and_httpx():
     response = oa.Response(200, {"Content-Type": "application/json"}, b'{"lastTrade": 171.25}')
