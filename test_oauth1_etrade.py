@@ -3858,6 +3858,34 @@ def test_fuzz_token_files_through_the_command_line(content):
                     os.environ[name] = value
         assert path.read_bytes() == content
 
+def test_consumer_secret_on_the_command_line_warns_and_a_file_or_stdin_works(tmp_path):
+    env = {k: v for k, v in cli_env(tmp_path).items() if k != "ETRADE_CONSUMER_SECRET"}
+    flagged = cli(env, "status", "--consumer-secret", "s3cret")
+    assert flagged.returncode == 3  # it still works: no token yet
+    assert "warning: --consumer-secret on the command line is visible to other users" in flagged.stderr
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("s3cret\n", encoding="utf-8")
+    secret_file.chmod(0o600)
+    from_file = cli(env, "status", "--consumer-secret-file", str(secret_file))
+    assert from_file.returncode == 3 and from_file.stderr == ""
+    from_stdin = cli(env, "status", "--consumer-secret-file", "-", stdin="s3cret\n")
+    assert from_stdin.returncode == 3 and from_stdin.stderr == ""
+    secret_file.chmod(0o644)
+    shared = cli(env, "status", "--consumer-secret-file", str(secret_file))
+    assert shared.returncode == 1 and "readable by other users" in shared.stderr
+    assert "s3cret" not in flagged.stdout + flagged.stderr + shared.stderr
+
+
+@pytest.mark.parametrize(
+    "location, shown",
+    [("http://[/x", "elsewhere"), ("https://evil.example\b\b\b\b\b\b\b\b\b\b\b\bapi.etrade.com/", "evil.example")],
+)
+def test_a_redirect_is_reported_safely_whatever_its_location(recorder, location, shown):
+    recorder.script = [(302, {"Location": location}, b"")]
+    with pytest.raises(oa.TransportError) as redirected:
+        recorder_session(recorder).get("/v1/x")
+    assert shown in str(redirected.value) and str(redirected.value).isprintable()
+
 def test_response_reads_like_requests_and_httpx():
     response = oa.Response(200, {"Content-Type": "application/json"}, b'{"lastTrade": 171.25}')
     assert response.status_code == response.status == 200
