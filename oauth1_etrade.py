@@ -112,6 +112,7 @@ _PATH_SAFE = "/%:@!$&'()*+,;=" + "-._~"
 # take any name TYPE_CHECKING as true), so the aliases live behind this flag.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import argparse
     import http.client
     import http.server
     import queue
@@ -1377,12 +1378,15 @@ def _next_eastern_midnight_by_rule(t: float) -> float:
 
 def _next_eastern_midnight_by_zoneinfo(t: float) -> float | None:
     """Return the next midnight in America/New_York after ``t``, or None without tz data."""
-    try:
-        import datetime  # noqa: PLC0415
-        import zoneinfo  # noqa: PLC0415
+    import datetime  # noqa: PLC0415
 
+    try:
+        import zoneinfo  # noqa: PLC0415
+    except ImportError:  # a Python built without it (some embedded and distro builds)
+        return None
+    try:
         zone = zoneinfo.ZoneInfo("America/New_York")
-    except (ImportError, zoneinfo.ZoneInfoNotFoundError):
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # no tz data
         return None
     day = datetime.datetime.fromtimestamp(t, zone).date() + datetime.timedelta(days=1)
     return datetime.datetime(day.year, day.month, day.day, tzinfo=zone).timestamp()
@@ -1858,6 +1862,21 @@ def _check_base(label: str, url: str) -> str:
 def _display_url(url: str) -> str:
     """Return the URL without its query, for messages."""
     return url.partition("?")[0]
+
+
+def _wire_url(url: str) -> str:
+    """Return ``url`` with what a request line cannot carry percent-encoded (UTF-8), once.
+
+    RFC 9112 §3.2 and RFC 3986 §3.3-3.4: a path and query are pchar, "/" and
+    "?"; a space or "é" is not ("Apple Inc" becomes "Apple%20Inc"). "%" is
+    kept, so an escape already there stays as it is. The URL is signed as it
+    is sent, so the base string (§3.4.1.2, which escapes the same way) and the
+    bytes on the wire agree. The fragment is never sent.
+    """
+    parts = urlsplit(url.partition("#")[0])
+    path = _url_quote(parts.path, safe=_PATH_SAFE)
+    query = _url_quote(parts.query, safe=_PATH_SAFE + "?")
+    return f"{parts.scheme}://{parts.netloc}{path}" + (f"?{query}" if query else "")
 
 
 #: Methods that may be sent a second time (RFC 9110 §9.2.2 idempotent, and
@@ -2893,7 +2912,7 @@ class ETradeSession:
             )
             if query:
                 url += ("&" if "?" in url else "?") + query
-        return url
+        return _wire_url(url)
 
     @staticmethod
     def _body_bytes(body: object, json_value: object, headers: dict[str, str]) -> bytes | None:
@@ -3836,8 +3855,27 @@ expired, was revoked or rejected; login --finish: the login expired), so that
 environment: ETRADE_CONSUMER_KEY, ETRADE_CONSUMER_SECRET, ETRADE_TOKEN_FILE,
 ETRADE_API_BASE (e.g. the URL `serve` prints), ETRADE_SANDBOX=1."""
 
-#: "Only a login helps", in the command line's words.
-_RUN_LOGIN = "run: oauth1_etrade login"
+def _program_name() -> str:
+    """Return the command as the user ran it, for the hints the command line prints.
+
+    The installed command (oauth1-etrade or oauth1_etrade), "python3 FILE"
+    for the file itself, "python3 -m oauth1_etrade" for the installed package.
+    """
+    import os  # noqa: PLC0415
+
+    typed = sys.argv[0] if sys.argv and sys.argv[0] else ""
+    name = os.path.basename(typed)
+    name = name[:-4] if name.lower().endswith(".exe") else name
+    if name == "__main__.py":
+        return "python3 -m oauth1_etrade"
+    if name.endswith(".py") and name.startswith("oauth1"):
+        return f"python3 {typed}"
+    return name if name in ("oauth1-etrade", "oauth1_etrade") else "oauth1_etrade"
+
+
+def _run(prog: str, command: str) -> str:
+    """Return the hint to run ``command``, naming the program as the user ran it."""
+    return f"run: {prog} {command}"
 
 
 class _CliError(Exception):
@@ -3848,15 +3886,15 @@ class _CliError(Exception):
         self.status = status
 
 
-def _cli_words(error: BaseException) -> str:
+def _cli_words(error: BaseException, prog: str) -> str:
     """Return an error's message with the library's advice put as commands to run."""
     text = str(error)
     for library, command in (
-        (_LOG_IN, _RUN_LOGIN),
-        (_LOG_IN_FIRST, _RUN_LOGIN),
-        ("call renew_access_token() first", "run: oauth1_etrade renew"),
-        ("renew the access token (renew_access_token)", "run: oauth1_etrade renew"),
-        ("call get_request_token() first", _RUN_LOGIN),
+        (_LOG_IN, _run(prog, "login")),
+        (_LOG_IN_FIRST, _run(prog, "login")),
+        ("call renew_access_token() first", _run(prog, "renew")),
+        ("renew the access token (renew_access_token)", _run(prog, "renew")),
+        ("call get_request_token() first", _run(prog, "login")),
     ):
         text = text.replace(library, command)
     return text
@@ -3921,7 +3959,7 @@ def _secret_from_file(path: str) -> str:
     return secret
 
 
-def _credentials(args: object) -> tuple[str, str]:
+def _credentials(args: argparse.Namespace) -> tuple[str, str]:
     """Return the consumer key and secret: flags, a secret file or standard input, or the environment.
 
     CWE-214: a secret in argv is readable by every local user (/proc/PID/cmdline)
@@ -3952,7 +3990,7 @@ def _credentials(args: object) -> tuple[str, str]:
 
 
 def _session(
-    args: object, *, trace: Callable[[str, str, str, Response], None] | None = None
+    args: argparse.Namespace, *, trace: Callable[[str, str, str, Response], None] | None = None
 ) -> ETradeSession:
     """Return the session the command-line flags describe, with the token store."""
     import os  # noqa: PLC0415
@@ -3988,7 +4026,7 @@ def _duration(seconds: float) -> str:
     return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min"
 
 
-def _cmd_selftest(args: object) -> int:
+def _cmd_selftest(args: argparse.Namespace) -> int:
     return _selftest()
 
 
@@ -4117,7 +4155,7 @@ def _read_pastes(answers: queue.Queue[tuple[str, str]]) -> None:
 
 
 def _first_accepted_answer(
-    session: ETradeSession, answers: queue.Queue[tuple[str, str]], *, listening: bool
+    session: ETradeSession, answers: queue.Queue[tuple[str, str]], *, listening: bool, prog: str
 ) -> None:
     """Exchange answers for an access token until one is accepted, or the request token expires."""
     import queue  # noqa: PLC0415
@@ -4130,7 +4168,7 @@ def _first_accepted_answer(
         left = deadline - time.monotonic()
         if left <= 0:
             raise _CliError(
-                "no verifier arrived within the request token's 5 minutes; start again: oauth1_etrade login",
+                f"no verifier arrived within the request token's 5 minutes; start again: {prog} login",
                 EXIT_LOGIN_NEEDED,
             )
         try:
@@ -4165,7 +4203,7 @@ def _first_accepted_answer(
                 print("\nE*TRADE redirected to this machine with the verifier.", flush=True)
 
 
-def _login_interactive(session: ETradeSession, port: int | None) -> None:
+def _login_interactive(session: ETradeSession, port: int | None, prog: str) -> None:
     """Take the verifier from the paste prompt and, with ``port``, from E*TRADE's redirect too.
 
     Both listen at once and the first valid answer wins, while the request
@@ -4184,24 +4222,24 @@ def _login_interactive(session: ETradeSession, port: int | None) -> None:
         if listener is not None:
             print(f"Waiting for E*TRADE to redirect to http://127.0.0.1:{port}/ ...", flush=True)
         print(_PASTE_PROMPT, end="", flush=True)
-        _first_accepted_answer(session, answers, listening=listener is not None)
+        _first_accepted_answer(session, answers, listening=listener is not None, prog=prog)
     finally:
         if listener is not None:
             listener.shutdown()
             listener.server_close()
 
 
-def _login_finish(session: ETradeSession, answer: str) -> int:
+def _login_finish(session: ETradeSession, answer: str, prog: str) -> int:
     """Finish the login that `login --start` began: exchange the verifier for an access token."""
     pending = _pending_logins(session)
     request_token = pending.load(session.consumer_key, session.api_base)
     if request_token is None:
-        raise _CliError("no login was started for this key and host: run: oauth1_etrade login --start", 3)
+        raise _CliError(f"no login was started for this key and host: {_run(prog, 'login --start')}", 3)
     if session.now() - request_token.issued_at >= REQUEST_TOKEN_LIFETIME:
         pending.delete(session.consumer_key, session.api_base)
         raise _CliError(
             "the login started with --start has expired (E*TRADE request tokens live 5 minutes); "
-            "start again: oauth1_etrade login --start",
+            f"start again: {prog} login --start",
             EXIT_LOGIN_NEEDED,
         )
     problem = _pasted_problem(answer, request_token.token)
@@ -4216,11 +4254,11 @@ def _login_finish(session: ETradeSession, answer: str) -> int:
     return EXIT_OK
 
 
-def _cmd_login(args: object) -> int:
+def _cmd_login(args: argparse.Namespace) -> int:
     session = _session(args)
     finish = getattr(args, "finish", None)
     if finish is not None:
-        return _login_finish(session, finish)
+        return _login_finish(session, finish, args.prog)
     session.get_request_token()
     url = session.authorize_url()
     if getattr(args, "start", False):
@@ -4229,7 +4267,7 @@ def _cmd_login(args: object) -> int:
         _pending_logins(session).save(session.consumer_key, session.api_base, request_token)
         print("Open this page, log in to E*TRADE and approve the application:")
         print(f"  {url}")
-        print("then, within 5 minutes: oauth1_etrade login --finish VERIFIER_OR_URL")
+        print(f"then, within 5 minutes: {args.prog} login --finish VERIFIER_OR_URL")
         return EXIT_OK
     print("Open this page, log in to E*TRADE and approve the application:", flush=True)
     print(f"  {url}", flush=True)
@@ -4237,46 +4275,46 @@ def _cmd_login(args: object) -> int:
         import webbrowser  # noqa: PLC0415
 
         webbrowser.open(url)
-    _login_interactive(session, getattr(args, "callback_port", None))
+    _login_interactive(session, getattr(args, "callback_port", None), args.prog)
     print(
         f"Logged in. The access token is saved in {_store_path(session)}; it expires at midnight US Eastern."
     )
     return EXIT_OK
 
 
-def _cmd_status(args: object) -> int:
+def _cmd_status(args: argparse.Namespace) -> int:
     session = _session(args)
     print(f"environment:   {_environment(session)}")
     print(f"consumer key:  {_mask(session.consumer_key)}")
     print(f"token file:    {_store_path(session)}")
     status = session.token_status()
     if not status["access_token"]:
-        print(f"access token:  none ({_RUN_LOGIN})")
+        print(f"access token:  none ({_run(args.prog, 'login')})")
         return EXIT_LOGIN_NEEDED
     print(f"token age:     {_duration(float(status['age']))}")  # type: ignore[arg-type]
     print(f"idle for:      {_duration(float(status['idle']))}")  # type: ignore[arg-type]
     if status["expired"]:
-        print(f"expires:       expired at midnight US Eastern ({_RUN_LOGIN})")
+        print(f"expires:       expired at midnight US Eastern ({_run(args.prog, 'login')})")
         return EXIT_LOGIN_NEEDED
     print(f"expires in:    {_duration(float(status['expires_in']))} (midnight US Eastern)")  # type: ignore[arg-type]
-    due = "yes (idle 2 hours or more; run: oauth1_etrade renew)" if status["renew_due"] else "no"
+    due = f"yes (idle 2 hours or more; {_run(args.prog, 'renew')})" if status["renew_due"] else "no"
     print(f"renew due:     {due}")
     return EXIT_OK
 
 
-def _cmd_renew(args: object) -> int:
+def _cmd_renew(args: argparse.Namespace) -> int:
     _session(args).renew_access_token()
     print("The access token is renewed.")
     return EXIT_OK
 
 
-def _cmd_revoke(args: object) -> int:
+def _cmd_revoke(args: argparse.Namespace) -> int:
     _session(args).revoke_access_token()
     print("The access token is revoked and removed from the token file.")
     return 0
 
 
-def _sign_options(args: object) -> tuple[ETradeSession, str, str, dict[str, object]]:
+def _sign_options(args: argparse.Namespace) -> tuple[ETradeSession, str, str, dict[str, object]]:
     """Return (session, method, url, sign_request options) for sign and explain."""
     session = _session(args)
     method, url = str(getattr(args, "method")).upper(), str(getattr(args, "url"))  # noqa: B009
@@ -4296,13 +4334,13 @@ def _sign_options(args: object) -> tuple[ETradeSession, str, str, dict[str, obje
     return session, method, url, options
 
 
-def _cmd_sign(args: object) -> int:
+def _cmd_sign(args: argparse.Namespace) -> int:
     _, method, url, options = _sign_options(args)
     print("Authorization: " + sign_request(method, url, **options))  # type: ignore[arg-type]
     return 0
 
 
-def _cmd_explain(args: object) -> int:
+def _cmd_explain(args: argparse.Namespace) -> int:
     _, method, url, options = _sign_options(args)
     header = sign_request(method, url, **options)  # type: ignore[arg-type]
     sent = parse_authorization_header(header)
@@ -4331,7 +4369,7 @@ def _cmd_explain(args: object) -> int:
     return 0
 
 
-def _cmd_get(args: object) -> int:
+def _cmd_get(args: argparse.Namespace) -> int:
     import json  # noqa: PLC0415
 
     session = _session(args)
@@ -4347,7 +4385,7 @@ def _cmd_get(args: object) -> int:
     return EXIT_OK
 
 
-def _serve_credentials(args: object) -> tuple[str, str, str]:
+def _serve_credentials(args: argparse.Namespace) -> tuple[str, str, str]:
     """Return (consumer key, consumer secret, where they are kept) for `serve`.
 
     From the flags when given; else kept in emulator-credentials.json beside
@@ -4369,7 +4407,7 @@ def _serve_credentials(args: object) -> tuple[str, str, str]:
     return key, entry.secret, kept.path
 
 
-def _cmd_serve(args: object) -> int:
+def _cmd_serve(args: argparse.Namespace) -> int:
     key, secret, kept = _serve_credentials(args)
     emulator = Emulator(
         consumer_key=key,
@@ -4389,8 +4427,8 @@ def _cmd_serve(args: object) -> int:
         print(f"  export ETRADE_CONSUMER_KEY='{emulator.consumer_key}'")
         print(f"  export ETRADE_CONSUMER_SECRET='{emulator.consumer_secret}'")
         print(f"  export ETRADE_API_BASE='{emulator.base_url}'")
-        print("  python3 oauth1_etrade.py login --no-browser")
-        print("  python3 oauth1_etrade.py get /v1/accounts/list.json")
+        print(f"  {args.prog} login --no-browser")
+        print(f"  {args.prog} get /v1/accounts/list.json")
         print("Press Ctrl-C to stop.", flush=True)
         try:
             while True:
@@ -4496,11 +4534,11 @@ def _demo() -> int:
     return 0
 
 
-def _cmd_demo(args: object) -> int:
+def _cmd_demo(args: argparse.Namespace) -> int:
     return _demo()
 
 
-_COMMANDS: Mapping[str, tuple[Callable[[object], int], str]] = {
+_COMMANDS: Mapping[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "demo": (_cmd_demo, "run the whole E*TRADE flow against the offline emulator, step by step"),
     "login": (_cmd_login, "log in: request token, authorize page, verifier, access token (saved)"),
     "status": (_cmd_status, "show the saved access token's age, idle time and time left"),
@@ -4514,7 +4552,7 @@ _COMMANDS: Mapping[str, tuple[Callable[[object], int], str]] = {
 }
 
 
-def _parser() -> object:
+def _parser() -> argparse.ArgumentParser:
     """Return the argparse parser of the command line."""
     import argparse  # noqa: PLC0415 (imported here: `import oauth1_etrade` stays light)
 
@@ -4660,8 +4698,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     import warnings  # noqa: PLC0415
 
     parser = _parser()
-    args = parser.parse_args(argv)  # type: ignore[attr-defined]
+    args = parser.parse_args(argv)
     handler, _ = _COMMANDS[args.command]
+    args.prog = _program_name()
     where = f"oauth1_etrade {args.command}"
     with _verbose_logging(bool(getattr(args, "verbose", False))), warnings.catch_warnings():
         warnings.showwarning = lambda message, *rest: print(
@@ -4670,13 +4709,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             return handler(args)
         except LoginRequiredError as exc:
-            print(f"{where}: {_terminal_safe(_cli_words(exc))}", file=sys.stderr)
+            print(f"{where}: {_terminal_safe(_cli_words(exc, args.prog))}", file=sys.stderr)
             return EXIT_LOGIN_NEEDED
         except _CliError as exc:
             print(f"{where}: {_terminal_safe(str(exc))}", file=sys.stderr)
             return exc.status
         except (OAuthError, ValueError, TypeError, OSError) as exc:
-            print(f"{where}: {_terminal_safe(_cli_words(exc))}", file=sys.stderr)
+            print(f"{where}: {_terminal_safe(_cli_words(exc, args.prog))}", file=sys.stderr)
             return EXIT_FAILURE
         except KeyboardInterrupt:
             print(f"{where}: interrupted", file=sys.stderr)

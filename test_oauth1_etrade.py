@@ -2341,6 +2341,33 @@ def test_network_faults_give_one_clear_error_and_leave_the_token_file(fault, tmp
         server.close()
 
 
+@pytest.mark.parametrize(
+    "path, on_the_wire",
+    [
+        ("/v1/market/lookup/Apple Inc.json", "/v1/market/lookup/Apple%20Inc.json"),
+        ("/v1/market/lookup/Société Générale", "/v1/market/lookup/Soci%C3%A9t%C3%A9%20G%C3%A9n%C3%A9rale"),
+        ("/v1/market/lookup/Apple%20Inc", "/v1/market/lookup/Apple%20Inc"),  # already encoded: kept
+        ("/v1/market/quote/BRK B?detailFlag=ALL&note=a b", "/v1/market/quote/BRK%20B?detailFlag=ALL&note=a%20b"),
+    ],
+)
+def test_paths_are_sent_percent_encoded_as_they_are_signed(recorder, path, on_the_wire):
+    from oauthlib.oauth1.rfc5849 import signature as independent  # a signer nobody here wrote
+
+    session = recorder_session(recorder)
+    assert session.get(path).status == 200
+    _, sent_path, headers, _ = recorder.seen[-1]
+    assert sent_path == on_the_wire
+    url = f"http://127.0.0.1:{recorder.server_address[1]}{sent_path}"
+    params = independent.collect_parameters(
+        uri_query=urllib.parse.urlsplit(url).query, headers={"Authorization": headers["Authorization"]},
+    )  # fmt: skip
+    base = independent.signature_base_string(
+        "GET", independent.base_string_uri(url), independent.normalize_parameters(params)
+    )
+    client = type("Client", (), {"client_secret": "s", "resource_owner_secret": "ts"})()
+    expected = independent.sign_hmac_sha1_with_client(base, client)
+    assert oa.parse_authorization_header(headers["Authorization"])["oauth_signature"] == expected
+
 def test_redirect_never_carries_the_authorization_header(recorder):
     other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
     other.seen, other.script = [], []
@@ -3689,6 +3716,10 @@ def served(tmp_path):
     process.wait(timeout=10)
 
 
+# How the command line names itself in its hints when run as `python3 PATH/oauth1_etrade.py`.
+PROG = f"python3 {HERE / 'oauth1_etrade.py'}"
+
+
 def cli(env, *args, stdin=None):
     return subprocess.run(
         [sys.executable, str(HERE / "oauth1_etrade.py"), *args],
@@ -3729,7 +3760,7 @@ def test_cli_end_to_end_against_serve(served, tmp_path):
     assert revoke.returncode == 0 and "revoked" in revoke.stdout
     after = cli(env, "get", "/v1/accounts/list.json", "--api-base", served)
     assert after.returncode == 3  # a browser login is needed
-    assert after.stderr == "oauth1_etrade get: no access token: run: oauth1_etrade login\n"
+    assert after.stderr == f"oauth1_etrade get: no access token: run: {PROG} login\n"
     assert cli(env, "status", "--api-base", served).returncode == 3
 
 
@@ -3885,6 +3916,39 @@ def test_a_redirect_is_reported_safely_whatever_its_location(recorder, location,
     with pytest.raises(oa.TransportError) as redirected:
         recorder_session(recorder).get("/v1/x")
     assert shown in str(redirected.value) and str(redirected.value).isprintable()
+
+def installed_command(name):
+    """The console script pip made beside this interpreter, or skip (the module is not installed)."""
+    path = pathlib.Path(sys.executable).parent / name
+    if not path.exists():
+        pytest.skip(f"{name} is not installed beside {sys.executable} (pip install . makes it)")
+    return path
+
+
+@pytest.mark.parametrize("name", ["oauth1_etrade", "oauth1-etrade"])
+def test_the_installed_command_names_itself_in_its_hints(tmp_path, name):
+    command = installed_command(name)
+    status = subprocess.run([str(command), "status"], capture_output=True, text=True, env=cli_env(tmp_path),
+                            timeout=60)  # fmt: skip
+    assert status.returncode == 3 and f"run: {name} login" in status.stdout
+    module = cli(cli_env(tmp_path), "status")
+    assert f"run: {PROG} login" in module.stdout  # the file itself: python3 PATH
+
+
+def test_the_cron_example_works_as_written_after_pip_install(tmp_path):
+    command = installed_command("oauth1_etrade")
+    env = cli_env(tmp_path) | {"PATH": f"{command.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    cron = 'oauth1_etrade renew || echo "notify-me: E*TRADE wants a new login"'  # as the README has it
+    with oa.Emulator(consumer_key="cli-key", consumer_secret="cli/secret+=") as emulator:
+        env["ETRADE_API_BASE"] = emulator.base_url
+        no_token = subprocess.run(["sh", "-c", cron], capture_output=True, text=True, env=env, timeout=60)
+        assert "notify-me" in no_token.stdout and f"run: oauth1_etrade login" in no_token.stderr
+        session = oa.ETradeSession("cli-key", "cli/secret+=", api_base=emulator.base_url,
+                                   authorize_base=emulator.authorize_base,
+                                   store=oa.TokenStore(env["ETRADE_TOKEN_FILE"]))  # fmt: skip
+        login(session)
+        renewed = subprocess.run(["sh", "-c", cron], capture_output=True, text=True, env=env, timeout=60)
+        assert renewed.stdout == "The access token is renewed.\n" and renewed.returncode == 0, renewed.stderr
 
 def test_response_reads_like_requests_and_httpx():
     response = oa.Response(200, {"Content-Type": "application/json"}, b'{"lastTrade": 171.25}')
@@ -4112,7 +4176,7 @@ def test_login_start_and_finish_for_scripts(tmp_path):
         pending.chmod(0o600)
         expired = cli(env, "login", "--finish", "ANYTHING")
     assert expired.returncode == 3
-    assert expired.stderr.count("\n") == 1 and "start again: oauth1_etrade login --start" in expired.stderr
+    assert expired.stderr.count("\n") == 1 and f"start again: {PROG} login --start" in expired.stderr
 
 
 def test_exit_code_3_says_a_browser_login_is_needed(tmp_path):
@@ -4121,14 +4185,14 @@ def test_exit_code_3_says_a_browser_login_is_needed(tmp_path):
         for args in (("status",), ("renew",), ("get", "/v1/accounts/list.json")):
             result = cli(env, *args)
             assert result.returncode == 3, args
-            assert result.stderr.count("\n") <= 1 and "oauth1_etrade login" in result.stdout + result.stderr
+            assert result.stderr.count("\n") <= 1 and f"{PROG} login" in result.stdout + result.stderr
         process, url = login_process(env)
         assert process.communicate(verifier_from_page(url) + "\n", timeout=60)[0].count("Logged in") == 1
         emulator.revoke()  # revoked at the provider
         for args in (("renew",), ("get", "/v1/accounts/list.json")):
             result = cli(env, *args)
             assert result.returncode == 3, (args, result.stderr)
-            assert "token_rejected" in result.stderr and result.stderr.endswith("run: oauth1_etrade login\n")
+            assert "token_rejected" in result.stderr and result.stderr.endswith(f"run: {PROG} login\n")
             assert "the server answered" in result.stderr and "E*TRADE" not in result.stderr
     sandbox = cli(cli_env(tmp_path) | {"ETRADE_SANDBOX": "1"}, "status")
     assert sandbox.returncode == 3 and "sandbox (https://apisb.etrade.com)" in sandbox.stdout
