@@ -1097,6 +1097,7 @@ def _rate_limits(changes: Mapping[str, tuple[int, int]] | None) -> dict[str, tup
         limits[module] = pair
     return limits
 
+
 # What to do when only a login helps, in the library's words; the command line
 # says "run: oauth1_etrade login" instead.
 _LOG_IN = "log in again (get_request_token, authorize_url, get_access_token)"
@@ -1104,21 +1105,23 @@ _LOG_IN_FIRST = "log in first (get_request_token, authorize_url, get_access_toke
 
 # oauth_problem -> the error a user can act on (OAuth problem reporting names,
 # as E*TRADE sends them with HTTP 400/401).
-_PROBLEM_ERRORS: Mapping[str, type[OAuthError]] = MappingProxyType({
-    "token_expired": TokenExpiredError,
-    "token_inactive": TokenInactiveError,
-    "token_rejected": TokenRejectedError,
-    "token_revoked": TokenRejectedError,
-    "token_used": TokenRejectedError,
-    "signature_invalid": SignatureInvalidError,
-    "signature_method_rejected": SignatureInvalidError,
-    "timestamp_refused": TimestampRefusedError,
-    "nonce_used": NonceUsedError,
-    "consumer_key_unknown": ConsumerKeyError,
-    "consumer_key_rejected": ConsumerKeyError,
-    "consumer_key_refused": ConsumerKeyError,
-    "verifier_invalid": VerifierInvalidError,
-})
+_PROBLEM_ERRORS: Mapping[str, type[OAuthError]] = MappingProxyType(
+    {
+        "token_expired": TokenExpiredError,
+        "token_inactive": TokenInactiveError,
+        "token_rejected": TokenRejectedError,
+        "token_revoked": TokenRejectedError,
+        "token_used": TokenRejectedError,
+        "signature_invalid": SignatureInvalidError,
+        "signature_method_rejected": SignatureInvalidError,
+        "timestamp_refused": TimestampRefusedError,
+        "nonce_used": NonceUsedError,
+        "consumer_key_unknown": ConsumerKeyError,
+        "consumer_key_rejected": ConsumerKeyError,
+        "consumer_key_refused": ConsumerKeyError,
+        "verifier_invalid": VerifierInvalidError,
+    }
+)
 
 # At /oauth/access_token a wrong, stale or reused verifier is answered 401
 # token_rejected, not verifier_invalid (pyetrade #5): there it means the
@@ -1184,9 +1187,7 @@ class _Reading:
 
     __slots__ = ("code", "fields", "message", "problem", "rate_limited")
 
-    def __init__(
-        self, fields: dict[str, str], code: int | None, message: str | None, rate_limited: bool
-    ):
+    def __init__(self, fields: dict[str, str], code: int | None, message: str | None, rate_limited: bool):
         self.fields = fields
         problem = fields.get("oauth_problem", "")
         self.problem = problem if re.fullmatch(r"[a-z_]{1,40}", problem) else None
@@ -2081,6 +2082,52 @@ def _checked_ssl_context(context: object) -> ssl.SSLContext | None:
     return context
 
 
+class _Proxy:
+    """An HTTP proxy that HTTPS goes through by CONNECT: its address and Proxy-Authorization."""
+
+    __slots__ = ("authorization", "host", "port")
+
+    def __init__(self, url: str, label: str):
+        text = url if "://" in url else f"http://{url}"  # "proxy:3128", as curl and requests read it
+        try:
+            parts = urlsplit(text)
+            port = parts.port or 80
+        except ValueError:
+            raise ValueError(f"{label}: not a proxy URL") from None
+        if parts.scheme != "http" or not parts.hostname or re.search(r"[\x00-\x20\x7f]", text):
+            raise ValueError(
+                f"{label}: expected http://[user:password@]host:port (a TLS proxy is not supported)"
+            )
+        self.host, self.port = parts.hostname, port
+        self.authorization: str | None = None
+        if parts.username is not None:
+            # RFC 7617 Basic, from the URL's user and password (percent-decoded).
+            pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+            self.authorization = "Basic " + binascii.b2a_base64(pair, newline=False).decode("ascii")
+
+    def __repr__(self) -> str:  # never the password
+        return f"<proxy {self.host}:{self.port}{' with credentials' if self.authorization else ''}>"
+
+
+def _proxy_for(host: str, proxy: _Proxy | None, trust_env: bool) -> _Proxy | None:
+    """Return the proxy an HTTPS request to ``host`` goes through, or None (direct).
+
+    ``proxy`` (the session's proxy=) wins; else, unless ``trust_env`` is
+    False, HTTPS_PROXY or ALL_PROXY with NO_PROXY, read by the standard
+    library's urllib.request rules (lower case first), as requests and httpx
+    read them.
+    """
+    if proxy is not None or not trust_env:
+        return proxy
+    import urllib.request  # noqa: PLC0415
+
+    proxies = urllib.request.getproxies_environment()
+    url = proxies.get("https") or proxies.get("all")
+    if not url or urllib.request.proxy_bypass_environment(host, proxies):  # type: ignore[attr-defined]
+        return None
+    return _Proxy(url, "HTTPS_PROXY")
+
+
 def _timed(connection: http.client.HTTPConnection) -> _TimedSocket:
     """Return the _TimedSocket a pooled connection was given."""
     return connection.sock  # type: ignore[return-value]
@@ -2104,12 +2151,16 @@ class _Pool:
     sent, and the parent's connections stay open.
     """
 
-    def __init__(self, ssl_context: ssl.SSLContext | None = None):
+    def __init__(
+        self, ssl_context: ssl.SSLContext | None = None, proxy: _Proxy | None = None, trust_env: bool = True
+    ):
         import os  # noqa: PLC0415
         import threading  # noqa: PLC0415
 
         self._lock = threading.Lock()
         self._ssl_context = ssl_context
+        self._proxy = proxy
+        self._trust_env = trust_env
         self._idle: dict[Origin, list[http.client.HTTPConnection]] = {}
         self._open: set[http.client.HTTPConnection] = set()
         self._pid = os.getpid()
@@ -2163,7 +2214,13 @@ class _Pool:
 
         scheme, host, port = origin
         left = max(deadline - time.monotonic(), 0.001)
-        sock = socket.create_connection((host, port), timeout=left)
+        # Plain http goes only to this machine (_check_base): never through a proxy.
+        proxy = _proxy_for(host, self._proxy, self._trust_env) if scheme == "https" else None
+        sock = (
+            socket.create_connection((host, port), timeout=left)
+            if proxy is None
+            else (self._tunnel(proxy, host, port, left))
+        )
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if scheme == "https":
@@ -2177,6 +2234,32 @@ class _Pool:
         connection.auto_open = 0  # never let http.client reconnect by itself (it knows no TLS here)
         connection.sock = _TimedSocket(sock)
         return connection
+
+    @staticmethod
+    def _tunnel(proxy: _Proxy, host: str, port: int, timeout: float) -> socket.socket:
+        """Return a socket tunnelled to host:port through ``proxy`` (CONNECT, RFC 9110 §9.3.6).
+
+        The proxy sees only the CONNECT line (and Proxy-Authorization); the
+        request, its signature and its answer travel inside TLS to the origin.
+        """
+        import http.client  # noqa: PLC0415
+
+        headers = {} if proxy.authorization is None else {"Proxy-Authorization": proxy.authorization}
+        tunnel = http.client.HTTPConnection(proxy.host, proxy.port, timeout=timeout)
+        tunnel.set_tunnel(host, port, headers=headers)
+        try:
+            tunnel.connect()
+        except OSError as exc:
+            tunnel.close()
+            refused = re.search(r"Tunnel connection failed: (\d{3}.*)", str(exc))
+            if refused is None:
+                raise
+            raise TransportError(
+                f"the proxy {proxy.host}:{proxy.port} refused the tunnel to {host}:{port} "
+                f"({_one_line(refused.group(1), 80)})",
+            ) from None
+        assert tunnel.sock is not None  # noqa: S101 (connect() made it)
+        return tunnel.sock
 
     def give_back(self, origin: Origin, connection: http.client.HTTPConnection) -> None:
         """Keep a connection whose answer was read whole for the next exchange."""
@@ -2409,6 +2492,8 @@ class ETradeSession:
         ssl_context: ssl.SSLContext | None = None,
         pace: bool = True,
         rate_limits: Mapping[str, tuple[int, int]] | None = None,
+        proxy: str | None = None,
+        trust_env: bool = True,
     ):
         import threading  # noqa: PLC0415
         import weakref  # noqa: PLC0415
@@ -2442,7 +2527,10 @@ class ETradeSession:
         self._renew_lock = threading.Lock()
         self._renews_done = 0
         self._renew_error: OAuthError | None = None
-        self._pool = _Pool(_checked_ssl_context(ssl_context))
+        if not isinstance(trust_env, bool):
+            raise TypeError(f"trust_env: expected bool, but got {type(trust_env).__name__!r}")
+        explicit_proxy = None if proxy is None else _Proxy(_require_str("proxy", proxy), "proxy")
+        self._pool = _Pool(_checked_ssl_context(ssl_context), explicit_proxy, trust_env)
         self._pacer = _Pacer(_rate_limits(rate_limits) if pace else {})
         # Until an answer shows that the server takes this session's timestamps,
         # one exchange at a time: threads starting together cost one
@@ -2901,6 +2989,7 @@ class ETradeSession:
 
     def _api_url(self, path_or_url: str, params: object) -> str:
         _require_str("path_or_url", path_or_url)
+        _reject_controls("path_or_url", path_or_url)  # refused, never encoded into the request
         if path_or_url.startswith("/"):
             url = self.api_base + path_or_url
         else:
@@ -3854,6 +3943,7 @@ expired, was revoked or rejected; login --finish: the login expired), so that
 `oauth1_etrade renew || notify-me` works from cron.
 environment: ETRADE_CONSUMER_KEY, ETRADE_CONSUMER_SECRET, ETRADE_TOKEN_FILE,
 ETRADE_API_BASE (e.g. the URL `serve` prints), ETRADE_SANDBOX=1."""
+
 
 def _program_name() -> str:
     """Return the command as the user ran it, for the hints the command line prints.

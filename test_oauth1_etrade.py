@@ -6,6 +6,7 @@ properties check every rule on arbitrary input.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime
 import email.utils
@@ -1098,7 +1099,10 @@ def test_fuzz_verify_request(header, secret, body):
 
 def run_module(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, str(HERE / "oauth1_etrade.py"), *args], capture_output=True, text=True, timeout=60
+        [sys.executable, str(HERE / "oauth1_etrade.py"), *args],
+        capture_output=True,
+        encoding="utf-8",
+        timeout=60,
     )
 
 
@@ -1113,7 +1117,7 @@ def test_selftest_as_module(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "oauth1_etrade", "selftest"],
         capture_output=True,
-        text=True,
+        encoding="utf-8",
         cwd=HERE,
         timeout=60,
     )
@@ -1129,7 +1133,7 @@ def test_selftest_fails_when_an_answer_is_wrong(tmp_path):
     result = subprocess.run(
         [sys.executable, str(tmp_path / "oauth1_etrade.py"), "selftest"],
         capture_output=True,
-        text=True,
+        encoding="utf-8",
         timeout=60,
     )
     assert result.returncode == 1
@@ -1441,6 +1445,61 @@ def test_token_repr_hides_the_secret():
     assert token.used_at(5.0).last_used == 5.0 and token.last_used == 1.0
 
 
+NO_ZONEINFO = """
+import datetime, sys
+sys.modules["zoneinfo"] = None  # as on a Python built without it: import zoneinfo raises ImportError
+import oauth1_etrade as oa
+noon = datetime.datetime(2026, 7, 1, 16, 0, tzinfo=datetime.timezone.utc).timestamp()  # 12:00 EDT
+expiry = oa.access_token_expiry(noon)
+assert expiry == datetime.datetime(2026, 7, 2, 4, 0, tzinfo=datetime.timezone.utc).timestamp(), expiry
+session = oa.ETradeSession("k", "s", token="t", token_secret="ts")
+assert session.token_status()["expires_at"] > session.now()
+sys.argv = ["oauth1_etrade", "status"]
+sys.exit(oa.main())
+"""
+
+
+def test_without_zoneinfo_the_us_rule_is_used(tmp_path):
+    env = cli_env(tmp_path)
+    done = subprocess.run([sys.executable, "-c", NO_ZONEINFO], capture_output=True, encoding="utf-8", env=env,
+                          cwd=HERE, timeout=60)  # fmt: skip
+    assert done.returncode == 3 and "Traceback" not in done.stderr, done.stderr  # no token yet: log in
+    assert "access token:  none" in done.stdout
+
+
+WITHOUT_POSIX_MODULES = """
+import os, select, sys, tempfile
+for name in ("fcntl", "pwd", "grp", "termios", "resource"):
+    sys.modules[name] = None  # as on Windows
+del select.poll  # Windows has select.select only
+import oauth1_etrade as oa
+assert oa._selftest() == 0
+with oa.Emulator(consumer_key="k", consumer_secret="s") as emulator:
+    store = oa.TokenStore(os.path.join(tempfile.mkdtemp(), "tokens.json"))
+    session = oa.ETradeSession("k", "s", api_base=emulator.base_url, authorize_base=emulator.authorize_base,
+                               store=store)
+    token, _ = session.get_request_token()
+    verifier = emulator.authorize("k", token, approve=True)
+    session.get_access_token(verifier)  # saved in the store, without a lock file
+    for _ in range(2):  # the second reuses the kept-alive connection, checked with select.select
+        assert session.get("/v1/accounts/list.json").status == 200
+    assert store.load("k", emulator.base_url).same_as(session.access_token)
+    assert not os.path.exists(store.path + ".lock")
+print("ok")
+"""
+
+
+def test_the_module_works_without_posix_only_modules():
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_POSIX_MODULES],
+        capture_output=True,
+        encoding="utf-8",
+        cwd=HERE,
+        timeout=60,
+    )
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr
+
+
 # ---- E*TRADE: token store ----
 
 
@@ -1450,7 +1509,7 @@ def test_store_saves_loads_and_deletes_with_mode_0600(emulator, clock, tmp_path)
     session = new_session(emulator, clock, store=store)
     login(session)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert CONSUMER_SECRET not in path.read_text()
+    assert CONSUMER_SECRET not in path.read_text(encoding="utf-8")
     again = new_session(emulator, clock, store=store)
     assert again.access_token == session.access_token
     assert again.get("/v1/accounts/list").status == 200
@@ -1518,7 +1577,7 @@ def test_two_processes_saving_at_once_lose_nothing(tmp_path):
         for name in ("a", "b")
     ]
     assert [p.wait(timeout=120) for p in processes] == [0, 0]
-    tokens = json.loads(path.read_text())["tokens"]
+    tokens = json.loads(path.read_text(encoding="utf-8"))["tokens"]
     if os.name == "posix":
         assert len(tokens) == 50  # the lock kept every entry
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -1624,7 +1683,7 @@ def other_user():
         pwd.getpwnam(OTHER_USER)
     except KeyError:
         made = subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", OTHER_USER],
-                              capture_output=True, text=True)  # fmt: skip
+                              capture_output=True, encoding="utf-8")  # fmt: skip
         if made.returncode != 0:
             pytest.skip(f"useradd failed: {made.stderr.strip()}")
     return pwd.getpwnam(OTHER_USER)
@@ -1650,7 +1709,7 @@ def as_other_user(other_user, code, *args):
         pytest.skip("no system python3 that another user can run")
     process = subprocess.Popen(
         [python, "-c", code, *args], user=other_user.pw_uid, group=other_user.pw_gid,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/",
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, encoding="utf-8", cwd="/",
     )  # fmt: skip
     assert process.stdout.readline().strip() == "ready", process.stderr.read()
     return process
@@ -1681,7 +1740,7 @@ def test_a_planted_link_as_lock_or_token_file_is_refused_and_creates_nothing(tmp
 def test_a_lock_another_process_holds_for_ever_is_waited_for_a_bounded_time(tmp_path):
     lock = tmp_path / "tokens.json.lock"
     holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_A_LOCK, str(lock)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", HOLD_A_LOCK, str(lock)], stdout=subprocess.PIPE, encoding="utf-8"
     )
     assert holder.stdout.readline().strip() == "ready"
     try:
@@ -2077,7 +2136,7 @@ def test_connections_are_closed_when_the_session_is_collected_with_no_resource_w
         done = subprocess.run(
             [sys.executable, "-X", "dev", "-W", "error::ResourceWarning", "-c", GC_SCRIPT, server.base],
             capture_output=True,
-            text=True,
+            encoding="utf-8",
             timeout=60,
             cwd=HERE,
         )
@@ -2130,7 +2189,8 @@ def test_ca(tmp_path_factory):
     (folder / "san.ext").write_text(
         "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
         "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
-        "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid,issuer\n"
+        "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid,issuer\n",
+        encoding="utf-8",
     )
     openssl(
         "x509",
@@ -2197,12 +2257,232 @@ def test_a_forked_worker_never_touches_the_parents_connections(test_ca):
     with keep_alive_server(server_context) as server:
         done = subprocess.run(
             [sys.executable, "-c", FORKED_WORKER, server.base, client_context.ca_file],
-            capture_output=True, text=True, timeout=60, cwd=HERE,
+            capture_output=True, encoding="utf-8", timeout=60, cwd=HERE,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout) == {"child": 0, "order": 200}
         assert [seen[0] for seen in server.seen] == ["GET", "GET", "POST"]  # the order once
         assert server.connections == 2  # the parent's, kept for the order, and the child's own
+
+
+class ConnectProxy:
+    """A loopback HTTP proxy that only tunnels (CONNECT), counting tunnels and recording each line it
+    reads in the clear; with ``credentials`` it wants them as Proxy-Authorization Basic (else 407)."""
+
+    def __init__(self, credentials=None, refuse=None):
+        self.credentials, self.refuse = credentials, refuse
+        self.lines, self.tunnels, self.authorizations = [], 0, []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.stop = threading.Event()
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        self.listener.settimeout(0.1)
+        while not self.stop.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self.tunnel, args=(client,), daemon=True).start()
+
+    def tunnel(self, client):
+        with client:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                piece = client.recv(4096)
+                if not piece:
+                    return
+                head += piece
+            lines = head.decode("latin-1").split("\r\n")
+            self.lines.append(lines[0])
+            auth = next(
+                (
+                    line.split(":", 1)[1].strip()
+                    for line in lines
+                    if line.lower().startswith("proxy-authorization:")
+                ),
+                None,
+            )
+            self.authorizations.append(auth)
+            method, target, _ = lines[0].split(" ", 2)
+            wanted = (
+                None
+                if self.credentials is None
+                else "Basic " + base64.b64encode(self.credentials.encode()).decode()
+            )
+            if self.refuse or method != "CONNECT" or (wanted is not None and auth != wanted):
+                status = self.refuse or (
+                    "405 Method Not Allowed" if method != "CONNECT" else "407 Proxy Authentication Required"
+                )
+                client.sendall(
+                    f"HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode()
+                )
+                return
+            host, _, port = target.rpartition(":")
+            with socket.create_connection((host, int(port)), timeout=10) as upstream:
+                self.tunnels += 1
+                client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                pump = threading.Thread(target=self.pipe, args=(upstream, client), daemon=True)
+                pump.start()
+                self.pipe(client, upstream)
+                pump.join(10)
+
+    @staticmethod
+    def pipe(source, sink):
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                sink.shutdown(socket.SHUT_WR)
+
+    def close(self):
+        self.stop.set()
+        self.listener.close()
+
+
+@pytest.fixture()
+def proxy_env(monkeypatch):
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy",
+                 "NO_PROXY", "no_proxy"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_https_goes_through_the_environments_connect_proxy_and_verifies_at_the_origin(test_ca, proxy_env):
+    server_context, client_context = test_ca
+    proxy = ConnectProxy()
+    proxy_env.setenv("HTTPS_PROXY", proxy.url)
+    try:
+        with keep_alive_server(server_context) as server:
+            base = server.base.replace("127.0.0.1", "localhost")
+            session = oa.ETradeSession("k", "s", token="t", token_secret="ts", api_base=base,
+                                       ssl_context=client_context)  # fmt: skip
+            for _ in range(3):
+                assert session.get("/v1/market/quote/GOOG.json", params={"note": "a b"}).status == 200
+            for method, path, headers, _ in server.seen:  # signed for the origin URL, as it arrived there
+                origin_url = f"https://{headers['Host']}{path}"
+                assert oa.verify_request(method, origin_url, headers["Authorization"], consumer_secret="s",
+                                         token_secret="ts")  # fmt: skip
+            port = server.server_address[1]
+            assert len(proxy.lines) == 1  # one tunnel, kept alive, and it saw only the CONNECT line
+            assert re.fullmatch(rf"CONNECT localhost:{port} HTTP/1\.[01]", proxy.lines[0])
+            assert proxy.tunnels == 1
+            proxy_env.setenv("NO_PROXY", "localhost")
+            direct = oa.ETradeSession("k", "s", token="t", token_secret="ts", api_base=base,
+                                      ssl_context=client_context)  # fmt: skip
+            assert direct.get("/v1/x").status == 200 and proxy.tunnels == 1  # NO_PROXY: bypassed
+            proxy_env.delenv("NO_PROXY")
+            ignoring = oa.ETradeSession("k", "s", token="t", token_secret="ts", api_base=base,
+                                        ssl_context=client_context, trust_env=False)  # fmt: skip
+            assert ignoring.get("/v1/x").status == 200 and proxy.tunnels == 1  # trust_env=False
+    finally:
+        proxy.close()
+
+
+def test_proxy_argument_credentials_and_refusals(test_ca, proxy_env):
+    server_context, client_context = test_ca
+    guarded = ConnectProxy(credentials="trader:p@ss word")
+    proxy_env.setenv("HTTPS_PROXY", "http://127.0.0.1:9")  # overridden by proxy=
+    try:
+        with keep_alive_server(server_context) as server:
+            host, port = "127.0.0.1", server.server_address[1]
+            url = guarded.url.replace("http://", "http://trader:p%40ss%20word@")
+            session = oa.ETradeSession("k", "s", token="t", token_secret="ts", api_base=server.base,
+                                       ssl_context=client_context, proxy=url)  # fmt: skip
+            assert session.get("/v1/x").status == 200
+            assert guarded.authorizations == ["Basic " + base64.b64encode(b"trader:p@ss word").decode()]
+            assert "p@ss" not in repr(session) and "p%40ss" not in repr(session._pool._proxy)
+            wrong = oa.ETradeSession("k", "s", token="t", token_secret="ts", api_base=server.base,
+                                     ssl_context=client_context, proxy=guarded.url)  # fmt: skip
+            with pytest.raises(oa.TransportError, match="refused the tunnel .*407") as refused:
+                wrong.get("/v1/x")
+            assert "p@ss" not in str(refused.value)
+            forbidding = ConnectProxy(refuse="403 Forbidden")
+            try:
+                blocked = oa.ETradeSession("k", "s", token="t", token_secret="ts", api_base=server.base,
+                                           ssl_context=client_context, proxy=forbidding.url)  # fmt: skip
+                with pytest.raises(oa.TransportError, match=f"refused the tunnel to {host}:{port} .*403"):
+                    blocked.get("/v1/x")
+            finally:
+                forbidding.close()
+    finally:
+        guarded.close()
+    for bad in ("https://proxy:3128", "ftp://proxy", "http://", "http://pro xy:1"):
+        with pytest.raises(ValueError, match="proxy"):
+            oa.ETradeSession("k", "s", proxy=bad)
+
+
+def test_the_command_line_honours_the_proxy_and_ssl_cert_file(test_ca, tmp_path):
+    server_context, client_context = test_ca
+    proxy = ConnectProxy()
+    try:
+        with keep_alive_server(server_context) as server:
+            env = cli_env(tmp_path) | {"HTTPS_PROXY": proxy.url, "SSL_CERT_FILE": client_context.ca_file}
+            env.pop("NO_PROXY", None)
+            env.pop("no_proxy", None)
+            oa.TokenStore(env["ETRADE_TOKEN_FILE"]).save(
+                "cli-key", server.base, oa.Token("t", "ts", time.time())
+            )
+            got = cli(
+                env, "get", "/v1/x", "--api-base", server.base
+            )  # the default context, SSL_CERT_FILE's CA
+            assert got.returncode == 0, got.stderr
+            assert proxy.tunnels == 1 and proxy.lines[0].startswith("CONNECT 127.0.0.1:")
+    finally:
+        proxy.close()
+
+
+def corporate_ca(folder):
+    """A TLS-inspection style root: a version 1 certificate, without the extensions that Python
+    3.13's VERIFY_X509_STRICT wants (urllib3 #5110, python/cpython #107361); and a server it signed."""
+
+    def openssl(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=folder)
+
+    openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=Corporate inspection CA",
+            "-keyout", "corp.key", "-out", "corp.csr")  # fmt: skip
+    openssl("x509", "-req", "-in", "corp.csr", "-signkey", "corp.key", "-days", "2", "-out", "corp.pem")
+    openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+            "-keyout", "host.key", "-out", "host.csr")  # fmt: skip
+    (folder / "host.ext").write_text("subjectAltName=IP:127.0.0.1\n", encoding="utf-8")
+    openssl("x509", "-req", "-in", "host.csr", "-CA", "corp.pem", "-CAkey", "corp.key", "-CAcreateserial",
+            "-days", "2", "-extfile", "host.ext", "-out", "host.pem")  # fmt: skip
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(str(folder / "host.pem"), str(folder / "host.key"))
+    return server_context, str(folder / "corp.pem")
+
+
+def test_a_corporate_ca_without_strict_extensions_is_trusted_the_documented_way(tmp_path):
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test CA")
+    server_context, corp_pem = corporate_ca(tmp_path)
+    with keep_alive_server(server_context) as server:
+        default = ssl.create_default_context(cafile=corp_pem)  # the system store plus the company's CA
+        strict = bool(default.verify_flags & ssl.VERIFY_X509_STRICT)  # Python 3.13 and newer
+        session = keep_alive_session(server, ssl_context=default)
+        if strict:
+            with pytest.raises(oa.TransportError, match="CERTIFICATE_VERIFY_FAILED|verify failed"):
+                session.get("/v1/x")
+        else:
+            assert session.get("/v1/x").status == 200
+        # The README's way: drop only the strict X.509 checks; CERT_REQUIRED and host names stay.
+        relaxed = ssl.create_default_context(cafile=corp_pem)
+        relaxed.verify_flags &= ~ssl.VERIFY_X509_STRICT
+        assert relaxed.verify_mode == ssl.CERT_REQUIRED and relaxed.check_hostname
+        assert keep_alive_session(server, ssl_context=relaxed).get("/v1/x").status == 200
+        wrong_name = server.base.replace("127.0.0.1", "localhost")  # the certificate names 127.0.0.1 only
+        other = oa.ETradeSession(
+            "k", "s", token="t", token_secret="ts", api_base=wrong_name, ssl_context=relaxed
+        )
+        with pytest.raises(oa.TransportError, match="CERTIFICATE_VERIFY_FAILED|match|verify failed"):
+            other.get("/v1/x")
 
 
 def test_eight_threads_share_one_session():
@@ -2347,7 +2627,10 @@ def test_network_faults_give_one_clear_error_and_leave_the_token_file(fault, tmp
         ("/v1/market/lookup/Apple Inc.json", "/v1/market/lookup/Apple%20Inc.json"),
         ("/v1/market/lookup/Société Générale", "/v1/market/lookup/Soci%C3%A9t%C3%A9%20G%C3%A9n%C3%A9rale"),
         ("/v1/market/lookup/Apple%20Inc", "/v1/market/lookup/Apple%20Inc"),  # already encoded: kept
-        ("/v1/market/quote/BRK B?detailFlag=ALL&note=a b", "/v1/market/quote/BRK%20B?detailFlag=ALL&note=a%20b"),
+        (
+            "/v1/market/quote/BRK B?detailFlag=ALL&note=a b",
+            "/v1/market/quote/BRK%20B?detailFlag=ALL&note=a%20b",
+        ),
     ],
 )
 def test_paths_are_sent_percent_encoded_as_they_are_signed(recorder, path, on_the_wire):
@@ -2367,6 +2650,7 @@ def test_paths_are_sent_percent_encoded_as_they_are_signed(recorder, path, on_th
     client = type("Client", (), {"client_secret": "s", "resource_owner_secret": "ts"})()
     expected = independent.sign_hmac_sha1_with_client(base, client)
     assert oa.parse_authorization_header(headers["Authorization"])["oauth_signature"] == expected
+
 
 def test_redirect_never_carries_the_authorization_header(recorder):
     other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
@@ -3508,7 +3792,7 @@ def test_serve_verbose_logs_one_line_per_request_with_its_reason_and_no_secret(t
     process = subprocess.Popen(
         [sys.executable, str(HERE / "oauth1_etrade.py"), "serve", "-v", "--consumer-key", "cli-key",
          "--consumer-secret", "cli/secret+="],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, encoding="utf-8", env=env,
     )  # fmt: skip
     base = re.search(r"(http://127\.0\.0\.1:\d+)", process.stdout.readline()).group(1)
     code, out, err = scripted_login(env, base)
@@ -3522,7 +3806,7 @@ def test_serve_verbose_logs_one_line_per_request_with_its_reason_and_no_secret(t
     assert any(line.endswith("GET /oauth/request_token -> 200") for line in lines)
     assert any(line.endswith("GET /v1/accounts/list.json -> 200") for line in lines)
     assert any(line.endswith("GET /v1/accounts/list.json -> 401 (signature_invalid)") for line in lines)
-    tokens = json.loads((tmp_path / "tokens.json").read_text())["tokens"]
+    tokens = json.loads((tmp_path / "tokens.json").read_text(encoding="utf-8"))["tokens"]
     saved = [v for entry in tokens.values() for k, v in entry.items() if k.startswith("token")]
     secrets_ = ["cli/secret+=", *saved]
     assert_no_secret(log, secrets_)
@@ -3707,7 +3991,7 @@ def served(tmp_path):
     process = subprocess.Popen(
         [sys.executable, str(HERE / "oauth1_etrade.py"), "serve", "--consumer-key", "cli-key",
          "--consumer-secret", "cli/secret+="],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, encoding="utf-8",
     )  # fmt: skip
     first = process.stdout.readline()
     base = re.search(r"(http://127\.0\.0\.1:\d+)", first).group(1)
@@ -3723,7 +4007,7 @@ PROG = f"python3 {HERE / 'oauth1_etrade.py'}"
 def cli(env, *args, stdin=None):
     return subprocess.run(
         [sys.executable, str(HERE / "oauth1_etrade.py"), *args],
-        capture_output=True, text=True, env=env, input=stdin, timeout=60,
+        capture_output=True, encoding="utf-8", env=env, input=stdin, timeout=60,
     )  # fmt: skip
 
 
@@ -3731,7 +4015,7 @@ def scripted_login(env, base, *extra):
     """Run `login --no-browser`, approve on the page like a user, paste the verifier."""
     process = subprocess.Popen(
         [sys.executable, str(HERE / "oauth1_etrade.py"), "login", "--no-browser", "--api-base", base, *extra],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, encoding="utf-8", env=env,
     )  # fmt: skip
     process.stdout.readline()  # "Open this page ..."
     url = process.stdout.readline().strip()
@@ -3857,9 +4141,18 @@ def test_fuzz_hostile_answers_through_the_command_line(recorder, tmp_path, monke
         st.binary(max_size=200),
         st.builds(
             lambda t, issued, used: json.dumps(
-                {"format": "oauth1_etrade tokens", "version": 1,
-                 "tokens": {"https://api.etrade.com k": {"token": t, "token_secret": "s",
-                                                         "issued_at": issued, "last_used": used}}}
+                {
+                    "format": "oauth1_etrade tokens",
+                    "version": 1,
+                    "tokens": {
+                        "https://api.etrade.com k": {
+                            "token": t,
+                            "token_secret": "s",
+                            "issued_at": issued,
+                            "last_used": used,
+                        }
+                    },
+                }
             ).encode(),
             st.one_of(st.text(max_size=5), st.integers(), st.none()),
             st.one_of(st.floats(), st.integers(-(10**30), 10**30), st.text(max_size=3)),
@@ -3889,6 +4182,7 @@ def test_fuzz_token_files_through_the_command_line(content):
                     os.environ[name] = value
         assert path.read_bytes() == content
 
+
 def test_consumer_secret_on_the_command_line_warns_and_a_file_or_stdin_works(tmp_path):
     env = {k: v for k, v in cli_env(tmp_path).items() if k != "ETRADE_CONSUMER_SECRET"}
     flagged = cli(env, "status", "--consumer-secret", "s3cret")
@@ -3909,13 +4203,17 @@ def test_consumer_secret_on_the_command_line_warns_and_a_file_or_stdin_works(tmp
 
 @pytest.mark.parametrize(
     "location, shown",
-    [("http://[/x", "elsewhere"), ("https://evil.example\b\b\b\b\b\b\b\b\b\b\b\bapi.etrade.com/", "evil.example")],
+    [
+        ("http://[/x", "elsewhere"),
+        ("https://evil.example\b\b\b\b\b\b\b\b\b\b\b\bapi.etrade.com/", "evil.example"),
+    ],
 )
 def test_a_redirect_is_reported_safely_whatever_its_location(recorder, location, shown):
     recorder.script = [(302, {"Location": location}, b"")]
     with pytest.raises(oa.TransportError) as redirected:
         recorder_session(recorder).get("/v1/x")
     assert shown in str(redirected.value) and str(redirected.value).isprintable()
+
 
 def installed_command(name):
     """The console script pip made beside this interpreter, or skip (the module is not installed)."""
@@ -3928,8 +4226,9 @@ def installed_command(name):
 @pytest.mark.parametrize("name", ["oauth1_etrade", "oauth1-etrade"])
 def test_the_installed_command_names_itself_in_its_hints(tmp_path, name):
     command = installed_command(name)
-    status = subprocess.run([str(command), "status"], capture_output=True, text=True, env=cli_env(tmp_path),
-                            timeout=60)  # fmt: skip
+    status = subprocess.run(
+        [str(command), "status"], capture_output=True, encoding="utf-8", env=cli_env(tmp_path), timeout=60
+    )
     assert status.returncode == 3 and f"run: {name} login" in status.stdout
     module = cli(cli_env(tmp_path), "status")
     assert f"run: {PROG} login" in module.stdout  # the file itself: python3 PATH
@@ -3941,14 +4240,19 @@ def test_the_cron_example_works_as_written_after_pip_install(tmp_path):
     cron = 'oauth1_etrade renew || echo "notify-me: E*TRADE wants a new login"'  # as the README has it
     with oa.Emulator(consumer_key="cli-key", consumer_secret="cli/secret+=") as emulator:
         env["ETRADE_API_BASE"] = emulator.base_url
-        no_token = subprocess.run(["sh", "-c", cron], capture_output=True, text=True, env=env, timeout=60)
-        assert "notify-me" in no_token.stdout and f"run: oauth1_etrade login" in no_token.stderr
+        no_token = subprocess.run(
+            ["sh", "-c", cron], capture_output=True, encoding="utf-8", env=env, timeout=60
+        )
+        assert "notify-me" in no_token.stdout and "run: oauth1_etrade login" in no_token.stderr
         session = oa.ETradeSession("cli-key", "cli/secret+=", api_base=emulator.base_url,
                                    authorize_base=emulator.authorize_base,
                                    store=oa.TokenStore(env["ETRADE_TOKEN_FILE"]))  # fmt: skip
         login(session)
-        renewed = subprocess.run(["sh", "-c", cron], capture_output=True, text=True, env=env, timeout=60)
+        renewed = subprocess.run(
+            ["sh", "-c", cron], capture_output=True, encoding="utf-8", env=env, timeout=60
+        )
         assert renewed.stdout == "The access token is renewed.\n" and renewed.returncode == 0, renewed.stderr
+
 
 def test_response_reads_like_requests_and_httpx():
     response = oa.Response(200, {"Content-Type": "application/json"}, b'{"lastTrade": 171.25}')
@@ -3972,7 +4276,7 @@ def test_cli_login_takes_the_verifier_from_the_callback(tmp_path):
         process = subprocess.Popen(
             [sys.executable, str(HERE / "oauth1_etrade.py"), "login", "--no-browser", "--api-base",
              emulator.base_url, "--callback-port", str(port)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, encoding="utf-8", env=env,
         )  # fmt: skip
         process.stdout.readline()
         url = process.stdout.readline().strip()
@@ -4024,7 +4328,7 @@ def test_cli_expected_failures_are_one_line(tmp_path):
         result = cli(env, *args)
         assert result.returncode == 1, args
         assert result.stderr.count("\n") == 1 and "ETRADE_CONSUMER_KEY" in result.stderr
-    (tmp_path / "t.json").write_text("{broken")
+    (tmp_path / "t.json").write_text("{broken", encoding="utf-8")
     broken = cli(cli_env(tmp_path, "k", "s") | {"ETRADE_TOKEN_FILE": str(tmp_path / "t.json")}, "status")
     assert (
         broken.returncode == 1
@@ -4057,7 +4361,7 @@ def raw_get(port: int, target: str, headers: dict | None = None) -> tuple[int, s
 def login_process(env, *args):
     process = subprocess.Popen(
         [sys.executable, str(HERE / "oauth1_etrade.py"), "login", "--no-browser", *args],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, encoding="utf-8", env=env,
     )  # fmt: skip
     assert process.stdout.readline().startswith("Open this page")
     return process, process.stdout.readline().strip()
@@ -4169,10 +4473,10 @@ def test_login_start_and_finish_for_scripts(tmp_path):
         assert cli(env, "get", "/v1/accounts/list.json").returncode == 0
         # a login started more than 5 minutes ago
         assert cli(env, "login", "--start").returncode == 0
-        document = json.loads(pending.read_text())
+        document = json.loads(pending.read_text(encoding="utf-8"))
         for entry in document["tokens"].values():
             entry["issued_at"] -= 301
-        pending.write_text(json.dumps(document))
+        pending.write_text(json.dumps(document), encoding="utf-8")
         pending.chmod(0o600)
         expired = cli(env, "login", "--finish", "ANYTHING")
     assert expired.returncode == 3
@@ -4204,7 +4508,7 @@ def test_exit_code_3_says_a_browser_login_is_needed(tmp_path):
 def start_serve(env, *args):
     process = subprocess.Popen(
         [sys.executable, str(HERE / "oauth1_etrade.py"), "serve", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, encoding="utf-8", env=env,
     )  # fmt: skip
     lines = [process.stdout.readline() for _ in range(4)]
     base = re.search(r"(http://127\.0\.0\.1:\d+)", lines[0]).group(1)
@@ -4275,7 +4579,9 @@ def test_command_line_at_debug_writes_no_secret(served, tmp_path):
     code, out, err = scripted_login(env, served, "-v")
     assert code == 0, err
     written += [out, err]
-    token_secret = json.loads((tmp_path / "tokens.json").read_text())["tokens"].popitem()[1]["token_secret"]
+    token_secret = json.loads((tmp_path / "tokens.json").read_text(encoding="utf-8"))["tokens"].popitem()[1][
+        "token_secret"
+    ]
     for args in (
         ("status",),
         ("get", "/v1/accounts/list.json"),
