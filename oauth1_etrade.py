@@ -41,6 +41,13 @@ from types import MappingProxyType
 from urllib.parse import quote as _url_quote
 from urllib.parse import unquote, unquote_to_bytes, urlsplit
 
+# Every other module is imported inside the function that needs it, not here:
+# `import oauth1_etrade` stays light for a caller that only signs (README,
+# "Performance": json, hmac, secrets, ssl, socket, http.client, threading,
+# logging, argparse and the rest cost milliseconds each, and most callers need
+# a few of them). The linter's import-outside-top-level rule is off for this
+# file in pyproject.toml for this reason.
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -562,7 +569,7 @@ def _hmac(digest: str, base_string: str, key: str) -> str:
     """Return base64(HMAC-<digest>(key, base string)) (RFC 5849 §3.4.2)."""
     # `hmac` loads OpenSSL (5 ms); imported where used, it costs `import
     # oauth1_etrade` nothing and each signature a dictionary look-up.
-    import hmac  # noqa: PLC0415
+    import hmac
 
     return binascii.b2a_base64(
         hmac.digest(key.encode(), base_string.encode(), digest), newline=False
@@ -698,7 +705,7 @@ def authorization_header(
     >>> authorization_header({"oauth_token": "a/b="}, realm="Photos")
     'OAuth realm="Photos",oauth_token="a%2Fb%3D"'
     """
-    import itertools  # noqa: PLC0415 (cheap: built in)
+    import itertools  # cheap: built in
 
     items = list(params.items() if isinstance(params, Mapping) else params)
     texts = list(itertools.chain.from_iterable(items))
@@ -801,7 +808,7 @@ def parse_authorization_header(value: str) -> dict[str, str]:
 
 def make_nonce() -> str:
     """Return a fresh nonce: 128 random bits, URL-safe text (RFC 5849 §3.3)."""
-    import secrets  # noqa: PLC0415 (here, not at the top: it imports `random`, 2 ms)
+    import secrets  # here, not at the top: it imports `random`, 2 ms
 
     return secrets.token_urlsafe(16)
 
@@ -918,7 +925,7 @@ def verify_request(
     # (signature_base_string leaves oauth_signature and the header's realm out, §3.4.1.3.1.)
     base = signature_base_string(method, url, [*header_params, *body_params])
     expected = signature(base, consumer_secret, token_secret, signature_method)
-    import hmac  # noqa: PLC0415 (see _hmac)
+    import hmac  # see _hmac
 
     return hmac.compare_digest(expected.encode(), given.encode())
 
@@ -1217,7 +1224,7 @@ def _error_envelope(text: str) -> tuple[int | None, str | None]:
     code: object = None
     message: object = None
     if text.lstrip().startswith("{"):
-        import json  # noqa: PLC0415
+        import json
 
         try:
             error = json.loads(text).get("Error")
@@ -1239,7 +1246,7 @@ def _error_envelope(text: str) -> tuple[int | None, str | None]:
 
 def _html_message(text: str) -> str | None:
     """Return the message of an HTML error page (Tomcat's "Message", else the heading), unescaped."""
-    import html  # noqa: PLC0415
+    import html
 
     found = re.search(_HTML_MESSAGE_PATTERN, text) or re.search(_HTML_HEADING_PATTERN, text)
     if found is None:
@@ -1264,7 +1271,7 @@ def _read_answer(status: int, headers: Mapping[str, str], body: bytes) -> _Readi
     code, message = _error_envelope(text)
     is_html = re.match(_HTML_PATTERN, text) is not None
     if is_html:
-        import html  # noqa: PLC0415
+        import html
 
         message = message or _html_message(text)
         text = html.unescape(text)
@@ -1297,7 +1304,7 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
 
 def _http_date(value: str) -> float | None:
     """Return an HTTP-date (RFC 9110 §5.6.7) as epoch seconds, or None."""
-    import email.utils  # noqa: PLC0415
+    import email.utils
 
     try:
         return email.utils.parsedate_to_datetime(value).timestamp() if value else None
@@ -1328,7 +1335,7 @@ def _server_clock_offset(
 
 def _logger_debug(message: str, *args: object) -> None:
     """Log a DEBUG line on the "oauth1_etrade" logger (never a secret)."""
-    import logging  # noqa: PLC0415
+    import logging
 
     logging.getLogger("oauth1_etrade").debug(message, *args)
 
@@ -1347,7 +1354,7 @@ _DAY = 86400
 
 def _nth_sunday(year: int, month: int, n: int) -> int:
     """Return the day of the month of the n-th Sunday."""
-    import calendar  # noqa: PLC0415 (only the no-tzdata fallback needs it)
+    import calendar  # only the no-tzdata fallback needs it
 
     first_weekday = calendar.weekday(year, month, 1)  # Monday is 0
     return 1 + (6 - first_weekday) % 7 + 7 * (n - 1)
@@ -1360,7 +1367,7 @@ def _us_eastern_offset(t: float) -> int:
     from the second Sunday of March, 02:00 EST (07:00 UTC), to the first
     Sunday of November, 02:00 EDT (06:00 UTC).
     """
-    import calendar  # noqa: PLC0415 (only the no-tzdata fallback needs it)
+    import calendar  # only the no-tzdata fallback needs it
 
     year = time.gmtime(t).tm_year
     start = calendar.timegm((year, 3, _nth_sunday(year, 3, 2), 7, 0, 0))
@@ -1379,10 +1386,10 @@ def _next_eastern_midnight_by_rule(t: float) -> float:
 
 def _next_eastern_midnight_by_zoneinfo(t: float) -> float | None:
     """Return the next midnight in America/New_York after ``t``, or None without tz data."""
-    import datetime  # noqa: PLC0415
+    import datetime
 
     try:
-        import zoneinfo  # noqa: PLC0415
+        import zoneinfo
     except ImportError:  # a Python built without it (some embedded and distro builds)
         return None
     try:
@@ -1457,7 +1464,7 @@ def default_token_path() -> str:
     XDG Base Directory: a relative $XDG_CONFIG_HOME is invalid and ignored
     (else the tokens would land in whatever directory a command runs in).
     """
-    import os  # noqa: PLC0415
+    import os
 
     explicit = os.environ.get("ETRADE_TOKEN_FILE")
     if explicit:
@@ -1482,7 +1489,7 @@ LOCK_TIMEOUT = 10.0
 def _owner_name(uid: int) -> str:
     """Return the user name of ``uid`` (POSIX), or the number."""
     try:
-        import pwd  # noqa: PLC0415
+        import pwd
 
         return pwd.getpwuid(uid).pw_name
     except (ImportError, KeyError):
@@ -1498,8 +1505,8 @@ def _open_own_file(path: str, flags: int, what: str) -> int:
     user owns (a file of another user's could hold their tokens, or be
     read by them). Raises FileNotFoundError, or TokenFileError naming it.
     """
-    import os  # noqa: PLC0415
-    import stat  # noqa: PLC0415
+    import os
+    import stat
 
     extra = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
@@ -1537,10 +1544,10 @@ class _FileLock:
 
     def __enter__(self) -> bool:
         """Take the lock; return whether there is one (False where fcntl is missing)."""
-        import os  # noqa: PLC0415
+        import os
 
         try:
-            import fcntl  # noqa: PLC0415
+            import fcntl
         except ImportError:
             return False
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), mode=0o700, exist_ok=True)
@@ -1562,7 +1569,7 @@ class _FileLock:
         return True
 
     def __exit__(self, *exc: object) -> None:
-        import os  # noqa: PLC0415
+        import os
 
         if self._fd is not None:
             os.close(self._fd)  # closing releases the lock
@@ -1616,7 +1623,7 @@ class TokenStore:
 
     def _read_text(self) -> str | None:
         """Return the file's text (at most MAX_TOKEN_FILE bytes, UTF-8), or None if there is none."""
-        import os  # noqa: PLC0415
+        import os
 
         try:
             fd = _open_own_file(self.path, os.O_RDONLY, "token file")
@@ -1643,7 +1650,7 @@ class TokenStore:
             raise TokenFileError(f"cannot read token file {self.path}: not UTF-8 text") from None
 
     def _read(self) -> dict[str, dict[str, object]]:
-        import json  # noqa: PLC0415
+        import json
 
         text = self._read_text()
         if text is None:
@@ -1669,10 +1676,10 @@ class TokenStore:
 
     def _warn_if_shared(self, fd: int) -> None:
         """Warn when the token file is readable or writable by group or others (POSIX)."""
-        import os  # noqa: PLC0415
+        import os
 
         if os.name == "posix" and os.fstat(fd).st_mode & 0o077:
-            import warnings  # noqa: PLC0415
+            import warnings
 
             warnings.warn(
                 f"token file {self.path} is readable or writable by other users; run: chmod 600 {self.path}",
@@ -1682,7 +1689,7 @@ class TokenStore:
     def _locked(self) -> _FileLock:
         """Return a context manager holding this store's lock file (POSIX; no-op elsewhere),
         once the folder is known to be safe for secrets (nothing is created before)."""
-        import os  # noqa: PLC0415
+        import os
 
         directory = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(directory, mode=0o700, exist_ok=True)
@@ -1695,8 +1702,8 @@ class TokenStore:
         Ours, or root's (/tmp) with the sticky bit where others may write: no
         one else can then replace or remove what is written there.
         """
-        import os  # noqa: PLC0415
-        import stat  # noqa: PLC0415
+        import os
+        import stat
 
         if not hasattr(os, "geteuid"):
             return
@@ -1710,7 +1717,7 @@ class TokenStore:
 
     def _temporary_prefix(self) -> str:
         """Return the name prefix of this store's temporary files: ".tokens.json." for tokens.json."""
-        import os  # noqa: PLC0415
+        import os
 
         return f".{os.path.basename(self.path)}."
 
@@ -1721,7 +1728,7 @@ class TokenStore:
         so while this save holds it every such file is a leftover; without a
         lock (no fcntl), only files older than an hour are taken as such.
         """
-        import os  # noqa: PLC0415
+        import os
 
         prefix = self._temporary_prefix()
         cutoff = time.time() - 3600
@@ -1733,9 +1740,9 @@ class TokenStore:
                         os.unlink(path)
 
     def _write(self, tokens: dict[str, dict[str, object]], locked: bool) -> None:
-        import json  # noqa: PLC0415
-        import os  # noqa: PLC0415
-        import tempfile  # noqa: PLC0415
+        import json
+        import os
+        import tempfile
 
         directory = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(directory, mode=0o700, exist_ok=True)
@@ -1828,7 +1835,7 @@ class Response:
 
         Keyword arguments go to json.loads, e.g. ``parse_float=decimal.Decimal`` for prices.
         """
-        import json  # noqa: PLC0415
+        import json
 
         return json.loads(self.body, **kwargs) if self.body.strip() else None
 
@@ -1840,7 +1847,7 @@ def _is_loopback(host: str) -> bool:
     """Return whether ``host`` names this machine (localhost or a loopback address)."""
     if host == "localhost":
         return True
-    import ipaddress  # noqa: PLC0415
+    import ipaddress
 
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -1981,7 +1988,7 @@ class _TimedSocket:
         As urllib3's is_connection_dropped: an idle kept-alive socket that
         polls readable holds either EOF or bytes nobody asked for.
         """
-        import select  # noqa: PLC0415
+        import select
 
         if getattr(self.sock, "pending", lambda: 0)():
             return True
@@ -2003,8 +2010,8 @@ class _Pacer:
     """
 
     def __init__(self, limits: Mapping[str, tuple[int, int]]):
-        import collections  # noqa: PLC0415
-        import threading  # noqa: PLC0415
+        import collections
+        import threading
 
         self._limits = dict(limits)
         self._sent: dict[str, collections.deque[float]] = {m: collections.deque() for m in limits}
@@ -2043,12 +2050,12 @@ def _maybe_sent(method: str) -> str:
     return f"; the {method} may or may not have reached the server, and it was not sent again"
 
 
-def _read_body(answer: object, limit: int, where: str) -> bytes:
+def _read_body(answer: http.client.HTTPResponse, limit: int, where: str) -> bytes:
     """Return a response body read in pieces: at most ``limit`` bytes, and complete."""
     chunks: list[bytes] = []
     size = 0
     while True:
-        chunk = answer.read1(65536)  # type: ignore[attr-defined]
+        chunk = answer.read1(65536)
         if not chunk:
             break
         size += len(chunk)
@@ -2059,7 +2066,7 @@ def _read_body(answer: object, limit: int, where: str) -> bytes:
         raise TransportError(f"{where}: the answer was cut short")
     # read1 leaves a drained Content-Length answer open; http.client must see it
     # closed before the connection carries the next request.
-    answer.close()  # type: ignore[attr-defined]
+    answer.close()
     return b"".join(chunks)
 
 
@@ -2070,7 +2077,7 @@ def _checked_ssl_context(context: object) -> ssl.SSLContext | None:
     """
     if context is None:
         return None
-    import ssl  # noqa: PLC0415
+    import ssl
 
     if not isinstance(context, ssl.SSLContext):
         raise TypeError(f"ssl_context: expected ssl.SSLContext, but got {type(context).__name__!r}")
@@ -2119,7 +2126,7 @@ def _proxy_for(host: str, proxy: _Proxy | None, trust_env: bool) -> _Proxy | Non
     """
     if proxy is not None or not trust_env:
         return proxy
-    import urllib.request  # noqa: PLC0415
+    import urllib.request
 
     proxies = urllib.request.getproxies_environment()
     url = proxies.get("https") or proxies.get("all")
@@ -2154,8 +2161,8 @@ class _Pool:
     def __init__(
         self, ssl_context: ssl.SSLContext | None = None, proxy: _Proxy | None = None, trust_env: bool = True
     ):
-        import os  # noqa: PLC0415
-        import threading  # noqa: PLC0415
+        import os
+        import threading
 
         self._lock = threading.Lock()
         self._ssl_context = ssl_context
@@ -2167,8 +2174,8 @@ class _Pool:
 
     def _after_fork(self) -> None:
         """In a forked child: forget the parent's connections and lock (see the class docstring)."""
-        import os  # noqa: PLC0415
-        import threading  # noqa: PLC0415
+        import os
+        import threading
 
         if os.getpid() == self._pid:
             return
@@ -2187,7 +2194,7 @@ class _Pool:
         """Return the TLS context: the one given, else one default context made on first use."""
         with self._lock:
             if self._ssl_context is None:
-                import ssl  # noqa: PLC0415
+                import ssl
 
                 self._ssl_context = ssl.create_default_context()
             return self._ssl_context
@@ -2209,8 +2216,8 @@ class _Pool:
         return connection, False
 
     def _connect(self, origin: Origin, deadline: float) -> http.client.HTTPConnection:
-        import http.client  # noqa: PLC0415
-        import socket  # noqa: PLC0415
+        import http.client
+        import socket
 
         scheme, host, port = origin
         left = max(deadline - time.monotonic(), 0.001)
@@ -2242,7 +2249,7 @@ class _Pool:
         The proxy sees only the CONNECT line (and Proxy-Authorization); the
         request, its signature and its answer travel inside TLS to the origin.
         """
-        import http.client  # noqa: PLC0415
+        import http.client
 
         headers = {} if proxy.authorization is None else {"Proxy-Authorization": proxy.authorization}
         tunnel = http.client.HTTPConnection(proxy.host, proxy.port, timeout=timeout)
@@ -2307,8 +2314,8 @@ class _Pool:
         request may be sent again); other failures without a complete HTTP
         answer raise TransportError. ``fresh`` opens a new connection.
         """
-        import http.client  # noqa: PLC0415
-        import socket  # noqa: PLC0415
+        import http.client
+        import socket
 
         parts = urlsplit(url)
         origin = (parts.scheme, parts.hostname or "", parts.port or DEFAULT_PORTS[parts.scheme])
@@ -2495,8 +2502,8 @@ class ETradeSession:
         proxy: str | None = None,
         trust_env: bool = True,
     ):
-        import threading  # noqa: PLC0415
-        import weakref  # noqa: PLC0415
+        import threading
+        import weakref
 
         _require_texts(("consumer_key", "consumer_secret"), (consumer_key, consumer_secret), required=2)
         if not consumer_key or not consumer_secret:
@@ -2583,7 +2590,7 @@ class ETradeSession:
             raise TypeError(f"request_token: expected Token or None, but got {type(token).__name__!r}")
         self._request_token = token
 
-    def token_status(self) -> dict[str, object]:
+    def token_status(self) -> dict[str, Any]:
         """Return the access token's age, idle time, expiry and whether a renew is due."""
         token = self._access_token
         if token is None:
@@ -2635,7 +2642,7 @@ class ETradeSession:
         it since); with it, the server refused the token: it is renewed
         unless a renew finished after ``renews_seen`` was read.
         """
-        import copy  # noqa: PLC0415
+        import copy
 
         refused = renews_seen is not None
         renews_seen = self._renews_done if renews_seen is None else renews_seen
@@ -2983,9 +2990,9 @@ class ETradeSession:
         _logger_debug("%s; renewing the access token once, then sending again", refused.problem)
         return self._renew_once(token, renews_seen)
 
-    def get(self, path_or_url: str, **kwargs: object) -> Response:
+    def get(self, path_or_url: str, **kwargs: Any) -> Response:
         """Send a signed GET (see request)."""
-        return self.request("GET", path_or_url, **kwargs)  # type: ignore[arg-type]
+        return self.request("GET", path_or_url, **kwargs)
 
     def _api_url(self, path_or_url: str, params: object) -> str:
         _require_str("path_or_url", path_or_url)
@@ -3010,7 +3017,7 @@ class ETradeSession:
             raise ValueError("give body or json, not both")
         has_type = any(k.lower() == "content-type" for k in headers)
         if json_value is not None:
-            import json  # noqa: PLC0415
+            import json
 
             if not has_type:
                 headers["Content-Type"] = "application/json"
@@ -3079,16 +3086,16 @@ class OAuth1Auth:
             realm=self.realm,
         )
 
-    def __call__(self, request: object) -> object:
+    def __call__(self, request: Any) -> Any:
         """Sign a requests PreparedRequest or an httpx Request in place and return it."""
-        headers = request.headers  # type: ignore[attr-defined]
+        headers = request.headers
         if hasattr(request, "body"):  # requests.PreparedRequest
             body = request.body
             if body is not None and not isinstance(body, (str, bytes)):
                 body = None  # a streamed body cannot be form-encoded fields
         else:  # httpx.Request
-            body = request.content  # type: ignore[attr-defined]
-        method, url = request.method, request.url  # type: ignore[attr-defined]
+            body = request.content
+        method, url = request.method, request.url
         headers["Authorization"] = self.sign(str(method), str(url), body, headers.get("Content-Type"))
         return request
 
@@ -3098,7 +3105,7 @@ class OAuth1Auth:
 
     def urllib_handler(self) -> object:
         """Return a urllib.request handler that signs every request it sees."""
-        import urllib.request  # noqa: PLC0415
+        import urllib.request
 
         auth = self
 
@@ -3207,23 +3214,37 @@ _RATE_LIMIT_PAGE = (
 
 def _tomcat_page(status: int, message: str) -> str:
     """Return E*TRADE's Tomcat error page for ``status`` with ``message`` (HTML-escaped)."""
-    import html  # noqa: PLC0415
+    import html
 
     return _TOMCAT_PAGE.format(
         status=status, reason=_REASONS.get(status, "Error"), style=_TOMCAT_STYLE, message=html.escape(message)
     )
 
 
+class _Grant:
+    """A token the emulator issued: its secret, when it was issued and last used, and for a
+    request token the user's decision ("pending", "approved", "denied") and the verifier."""
+
+    __slots__ = ("issued_at", "last_used", "secret", "state", "verifier")
+
+    def __init__(self, secret: str, issued_at: float, state: str = "active"):
+        self.secret = secret
+        self.issued_at = issued_at
+        self.last_used = issued_at
+        self.state = state
+        self.verifier: str | None = None
+
+
 def _random_token() -> str:
     """Return a token in E*TRADE's style: base64 of 32 random bytes (holds "/", "+", "=")."""
-    import os  # noqa: PLC0415
+    import os
 
     return binascii.b2a_base64(os.urandom(32), newline=False).decode()
 
 
 def _random_verifier() -> str:
     """Return a verifier code in E*TRADE's style: 5 uppercase letters and digits."""
-    import secrets  # noqa: PLC0415
+    import secrets
 
     return "".join(secrets.choice("ABCDEFGHJKLMNPQRSTUVWXYZ23456789") for _ in range(5))
 
@@ -3275,7 +3296,7 @@ def _emulator_quote(symbol: str, now: float) -> dict[str, object]:
 
 def _to_xml(name: str, value: object) -> str:
     """Return a small XML rendering of nested dicts and lists (E*TRADE's default format)."""
-    from xml.sax.saxutils import escape  # noqa: PLC0415
+    from xml.sax.saxutils import escape
 
     if isinstance(value, dict):
         inner = "".join(_to_xml(k, v) for k, v in value.items())
@@ -3363,9 +3384,9 @@ def _authorize_query(query: str) -> tuple[str | None, str | None]:
 
 def _emulator_handler(emulator: Emulator) -> type:
     """Return the http.server request handler class bound to ``emulator``."""
-    import html  # noqa: PLC0415
-    import http.server  # noqa: PLC0415
-    import json  # noqa: PLC0415
+    import html
+    import http.server
+    import json
 
     class Handler(http.server.BaseHTTPRequestHandler):
         server_version = "oauth1_etrade-emulator"
@@ -3375,7 +3396,7 @@ def _emulator_handler(emulator: Emulator) -> type:
         reason = ""  # why the current request was refused, for the log
 
         def handle(self) -> None:
-            import socket  # noqa: PLC0415
+            import socket
 
             # A TLS ClientHello (first byte 0x16) has no line end: http.server
             # would wait on it for ever. Say what happened and hang up.
@@ -3597,7 +3618,7 @@ class Emulator:
         second_login_revokes: bool = False,
         rate_limits: Mapping[str, tuple[int, int]] | None = ETRADE_RATE_LIMITS,
     ):
-        import threading  # noqa: PLC0415
+        import threading
 
         if idle_problem not in self.IDLE_PROBLEMS:
             raise ValueError(f"idle_problem: expected one of {', '.join(self.IDLE_PROBLEMS)}")
@@ -3611,11 +3632,11 @@ class Emulator:
         self.rate_limits = None if rate_limits is None else _rate_limits(rate_limits)
         self._port = port
         self._lock = threading.Lock()
-        self._request_tokens: dict[str, dict[str, object]] = {}
-        self._access_tokens: dict[str, dict[str, object]] = {}
+        self._request_tokens: dict[str, _Grant] = {}
+        self._access_tokens: dict[str, _Grant] = {}
         self._nonces: dict[int, set[str]] = {}
         self._arrivals: dict[str, list[float]] = {}
-        self._server: object = None
+        self._server: http.server.ThreadingHTTPServer | None = None
         #: "METHOD /path -> status" for every request served, in order.
         self.log: list[str] = []
 
@@ -3636,8 +3657,8 @@ class Emulator:
 
     def start(self) -> Emulator:
         """Start serving in a background thread; return self."""
-        import http.server  # noqa: PLC0415
-        import threading  # noqa: PLC0415
+        import http.server
+        import threading
 
         class Server(http.server.ThreadingHTTPServer):
             daemon_threads = True
@@ -3665,8 +3686,8 @@ class Emulator:
         """Stop serving."""
         server, self._server = self._server, None
         if server is not None:
-            server.shutdown()  # type: ignore[attr-defined]
-            server.server_close()  # type: ignore[attr-defined]
+            server.shutdown()
+            server.server_close()
 
     def __enter__(self) -> Emulator:
         return self.start()
@@ -3688,7 +3709,7 @@ class Emulator:
     def access_tokens(self) -> list[tuple[str, str]]:
         """Return the live access tokens and their secrets (the emulator's own, for tests)."""
         with self._lock:
-            return [(token, str(record["secret"])) for token, record in self._access_tokens.items()]
+            return [(token, grant.secret) for token, grant in self._access_tokens.items()]
 
     def pending_request_token(self, key: str | None, token: str | None) -> str | None:
         """Return the request token the authorize page names, if it awaits the user's decision.
@@ -3699,8 +3720,8 @@ class Emulator:
             return None
         with self._lock:
             for candidate in (token, token.replace(" ", "+")):
-                record = self._request_tokens.get(candidate)
-                if record is not None and record["state"] == "pending":
+                grant = self._request_tokens.get(candidate)
+                if grant is not None and grant.state == "pending":
                     return candidate
         return None
 
@@ -3742,8 +3763,8 @@ class Emulator:
         kind: str,
         body: bytes = b"",
         content_type: str | None = None,
-    ) -> tuple[dict[str, str], dict[str, object]]:
-        """Check an OAuth request; return its parameters and the token record it names ({} for none).
+    ) -> tuple[dict[str, str], _Grant]:
+        """Check an OAuth request; return its parameters and the token it names (an empty one for none).
 
         ``kind`` is "consumer" (no token), "request" or "access".
         """
@@ -3770,14 +3791,14 @@ class Emulator:
         ):
             window = f"{now - TIMESTAMP_TOLERANCE}-{now + TIMESTAMP_TOLERANCE}"
             raise _Refusal(401, "timestamp_refused", oauth_acceptable_timestamps=window)
-        record: dict[str, object] = {}
+        record = _Grant("", 0.0)
         if kind != "consumer":
             table = self._request_tokens if kind == "request" else self._access_tokens
             found = table.get(params["oauth_token"])
             if found is None:
                 raise _Refusal(401, "token_rejected")
             record = found
-        secret = str(record.get("secret", ""))
+        secret = record.secret
         try:
             good = verify_request(
                 method, url, header, consumer_secret=self.consumer_secret, token_secret=secret,
@@ -3815,49 +3836,49 @@ class Emulator:
         if params.get("oauth_callback") != "oob":
             raise _Refusal(400, "callback_rejected", oauth_acceptable_callback="oob")
         token, secret = _random_token(), _random_token()
-        self._request_tokens[token] = {"secret": secret, "issued_at": self.clock(), "state": "pending"}
+        self._request_tokens[token] = _Grant(secret, self.clock(), "pending")
         confirmed = "true" if self.callback_url else "false"
         return {"oauth_token": token, "oauth_token_secret": secret, "oauth_callback_confirmed": confirmed}
 
-    def _issue_access_token(self, record: dict[str, object], params: Mapping[str, str]) -> dict[str, str]:
+    def _issue_access_token(self, record: _Grant, params: Mapping[str, str]) -> dict[str, str]:
         token = params["oauth_token"]
         # A wrong, used or stale verifier is token_rejected at E*TRADE (pyetrade #5).
-        if self.clock() - float(record["issued_at"]) >= REQUEST_TOKEN_LIFETIME:  # type: ignore[arg-type]
+        if self.clock() - record.issued_at >= REQUEST_TOKEN_LIFETIME:
             del self._request_tokens[token]
             raise _Refusal(401, "token_rejected")
-        if record["state"] != "approved" or params.get("oauth_verifier") != record.get("verifier"):
+        if record.state != "approved" or params.get("oauth_verifier") != record.verifier:
             raise _Refusal(401, "token_rejected")
         del self._request_tokens[token]  # the verifier and request token are single-use
         if self.second_login_revokes:
             self._access_tokens.clear()
         access, secret = _random_token(), _random_token()
         now = self.clock()
-        self._access_tokens[access] = {"secret": secret, "issued_at": now, "last_used": now}
+        self._access_tokens[access] = _Grant(secret, now)
         return {"oauth_token": access, "oauth_token_secret": secret}
 
-    def _check_access(self, record: dict[str, object], renewing: bool = False) -> None:
+    def _check_access(self, record: _Grant, renewing: bool = False) -> None:
         now = self.clock()
-        if now >= access_token_expiry(float(record["issued_at"])):  # type: ignore[arg-type]
+        if now >= access_token_expiry(record.issued_at):
             raise _Refusal(401, "token_expired")
-        if not renewing and now - float(record["last_used"]) >= IDLE_LIMIT:  # type: ignore[arg-type]
+        if not renewing and now - record.last_used >= IDLE_LIMIT:
             # NOTE: E*TRADE does not document what an idle token gets; the
             # switch idle_problem chooses (README).
             raise _Refusal(401, self.idle_problem)
-        record["last_used"] = now
+        record.last_used = now
 
     def authorize(self, key: str, token: str, approve: bool) -> str | None:
         """Record the user's decision on the authorize page; return the verifier when approved."""
         with self._lock:
             record = self._request_tokens.get(token)
-            if key != self.consumer_key or record is None or record["state"] != "pending":
+            if key != self.consumer_key or record is None or record.state != "pending":
                 raise _Refusal(400, "token_rejected")
-            if self.clock() - float(record["issued_at"]) >= REQUEST_TOKEN_LIFETIME:  # type: ignore[arg-type]
+            if self.clock() - record.issued_at >= REQUEST_TOKEN_LIFETIME:
                 raise _Refusal(400, "token_expired")
             if not approve:
-                record["state"] = "denied"
+                record.state = "denied"
                 return None
-            record["state"] = "approved"
-            record["verifier"] = verifier = _random_verifier()
+            record.state = "approved"
+            record.verifier = verifier = _random_verifier()
             return verifier
 
     def handle_oauth(
@@ -3907,10 +3928,13 @@ class Emulator:
         resource = path[:-5] if path.endswith(".json") else path
         if resource == "/v1/accounts/list":
             return {"AccountListResponse": {"Accounts": {"Account": _EMULATOR_ACCOUNTS}}}
-        orders = re.fullmatch(r"/v1/accounts/([^/]*)/orders", resource)
-        if orders:
-            _check_orders_account(orders.group(1))
-            return None  # the emulated accounts have no orders: E*TRADE answers 204, no body
+        account = re.fullmatch(r"/v1/accounts/([^/]*)/(orders|transactions|balance|portfolio)", resource)
+        if account:
+            return _emulator_account_resource(_emulator_account(account.group(1)), account.group(2))
+        if resource.startswith("/v1/market/lookup/"):
+            search = unquote(resource[len("/v1/market/lookup/") :])
+            return {"LookupResponse": {"Data": [{"symbol": search.upper()[:5], "description": search.upper(),
+                                                 "type": "EQUITY"}]}}  # fmt: skip
         if resource.startswith("/v1/market/quote/"):
             symbols = [s for s in unquote(resource[len("/v1/market/quote/") :]).upper().split(",") if s]
             if not 1 <= len(symbols) <= 25:
@@ -3919,17 +3943,49 @@ class Emulator:
         raise _Refusal(404, code=100, message="Resource not found")
 
 
-def _check_orders_account(account_id_key: str) -> None:
-    """Refuse a List Orders call for an account that is not the emulator's.
+def _emulator_account(account_id_key: str) -> dict[str, object]:
+    """Return the emulated account an accountIdKey names, or refuse as E*TRADE does.
 
     REAL-ANSWERS (List Orders): 400 with code 100 "Account key does not belong
     to user", 400 with code 102 "Please enter valid account key".
     """
-    if any(account["accountIdKey"] == account_id_key for account in _EMULATOR_ACCOUNTS):
-        return
+    for account in _EMULATOR_ACCOUNTS:
+        if account["accountIdKey"] == account_id_key:
+            return account
     if re.fullmatch(r"[A-Za-z0-9_-]{22}", account_id_key):
         raise _Refusal(400, code=100, message="Account key does not belong to user")
     raise _Refusal(400, code=102, message="Please enter valid account key")
+
+
+def _emulator_account_resource(account: Mapping[str, object], what: str) -> object:
+    """Return an emulated account's balance, portfolio, orders or transactions (sample data).
+
+    The accounts have no orders and no transactions, and the IRA holds no
+    positions: E*TRADE answers an empty collection with 204 and no body, so
+    these are None.
+    """
+    if what == "balance":
+        computed = {"cashAvailableForInvestment": 10000.0, "RealTimeValues": {"totalAccountValue": 25000.0}}
+        return {
+            "BalanceResponse": {
+                "accountId": account["accountId"],
+                "accountType": account["accountType"],
+                "accountDescription": account["accountDesc"],
+                "Computed": computed,
+            }
+        }
+    if what == "portfolio" and account["accountMode"] != "IRA":
+        position = {
+            "symbolDescription": "GOOG",
+            "quantity": 10,
+            "Product": {"symbol": "GOOG", "securityType": "EQ"},
+        }
+        return {
+            "PortfolioResponse": {
+                "AccountPortfolio": [{"accountId": account["accountId"], "Position": [position]}]
+            }
+        }
+    return None
 
 
 # ---- Command line ----
@@ -3951,7 +4007,7 @@ def _program_name() -> str:
     The installed command (oauth1-etrade or oauth1_etrade), "python3 FILE"
     for the file itself, "python3 -m oauth1_etrade" for the installed package.
     """
-    import os  # noqa: PLC0415
+    import os
 
     typed = sys.argv[0] if sys.argv and sys.argv[0] else ""
     name = os.path.basename(typed)
@@ -4024,7 +4080,7 @@ def _pairs_from_args(items: Sequence[str] | None, flag: str) -> list[tuple[str, 
 
 def _secret_from_file(path: str) -> str:
     """Return the first line of a secret file readable by its owner only, or of standard input ("-")."""
-    import os  # noqa: PLC0415
+    import os
 
     if path == "-":
         line = sys.stdin.readline().strip()
@@ -4056,8 +4112,8 @@ def _credentials(args: argparse.Namespace) -> tuple[str, str]:
     and lands in shell history, so --consumer-secret works but warns, as
     `docker login --password` does.
     """
-    import os  # noqa: PLC0415
-    import warnings  # noqa: PLC0415
+    import os
+    import warnings
 
     key = getattr(args, "consumer_key", None) or os.environ.get("ETRADE_CONSUMER_KEY")
     secret = getattr(args, "consumer_secret", None)
@@ -4080,12 +4136,15 @@ def _credentials(args: argparse.Namespace) -> tuple[str, str]:
 
 
 def _session(
-    args: argparse.Namespace, *, trace: Callable[[str, str, str, Response], None] | None = None
+    args: argparse.Namespace,
+    *,
+    trace: Callable[[str, str, str, Response], None] | None = None,
+    credentials: tuple[str, str] | None = None,
 ) -> ETradeSession:
     """Return the session the command-line flags describe, with the token store."""
-    import os  # noqa: PLC0415
+    import os
 
-    key, secret = _credentials(args)
+    key, secret = credentials or _credentials(args)
     api_base = getattr(args, "api_base", None) or os.environ.get("ETRADE_API_BASE") or None
     sandbox = bool(getattr(args, "sandbox", False)) or os.environ.get("ETRADE_SANDBOX", "") in ("1", "true")
     authorize_base = getattr(args, "authorize_base", None)
@@ -4135,7 +4194,7 @@ def _pending_logins(session: ETradeSession) -> TokenStore:
     A TokenStore too: mode 0600, atomic, per consumer key and API host; the
     entry's issued_at says when its 5 minutes began.
     """
-    import os  # noqa: PLC0415
+    import os
 
     folder = os.path.dirname(os.path.abspath(_store_path(session)))
     return TokenStore(os.path.join(folder, "pending-login.json"))
@@ -4193,8 +4252,8 @@ def _callback_listener(
     navigation (Sec-Fetch-Dest present and not "document": an <img> on
     another page).
     """
-    import http.server  # noqa: PLC0415
-    import threading  # noqa: PLC0415
+    import http.server
+    import threading
 
     class Callback(http.server.BaseHTTPRequestHandler):
         timeout = 10
@@ -4248,7 +4307,7 @@ def _first_accepted_answer(
     session: ETradeSession, answers: queue.Queue[tuple[str, str]], *, listening: bool, prog: str
 ) -> None:
     """Exchange answers for an access token until one is accepted, or the request token expires."""
-    import queue  # noqa: PLC0415
+    import queue
 
     request_token = session.request_token
     assert request_token is not None  # noqa: S101
@@ -4300,8 +4359,8 @@ def _login_interactive(session: ETradeSession, port: int | None, prog: str) -> N
     token lives (5 minutes). A bad paste re-prompts with its reason; a
     verifier the server refuses is reported and re-prompted once more.
     """
-    import queue  # noqa: PLC0415
-    import threading  # noqa: PLC0415
+    import queue
+    import threading
 
     request_token = session.request_token
     assert request_token is not None  # noqa: S101 (set by get_request_token)
@@ -4362,7 +4421,7 @@ def _cmd_login(args: argparse.Namespace) -> int:
     print("Open this page, log in to E*TRADE and approve the application:", flush=True)
     print(f"  {url}", flush=True)
     if not getattr(args, "no_browser", False):
-        import webbrowser  # noqa: PLC0415
+        import webbrowser
 
         webbrowser.open(url)
     _login_interactive(session, getattr(args, "callback_port", None), args.prog)
@@ -4381,12 +4440,12 @@ def _cmd_status(args: argparse.Namespace) -> int:
     if not status["access_token"]:
         print(f"access token:  none ({_run(args.prog, 'login')})")
         return EXIT_LOGIN_NEEDED
-    print(f"token age:     {_duration(float(status['age']))}")  # type: ignore[arg-type]
-    print(f"idle for:      {_duration(float(status['idle']))}")  # type: ignore[arg-type]
+    print(f"token age:     {_duration(float(status['age']))}")
+    print(f"idle for:      {_duration(float(status['idle']))}")
     if status["expired"]:
         print(f"expires:       expired at midnight US Eastern ({_run(args.prog, 'login')})")
         return EXIT_LOGIN_NEEDED
-    print(f"expires in:    {_duration(float(status['expires_in']))} (midnight US Eastern)")  # type: ignore[arg-type]
+    print(f"expires in:    {_duration(float(status['expires_in']))} (midnight US Eastern)")
     due = f"yes (idle 2 hours or more; {_run(args.prog, 'renew')})" if status["renew_due"] else "no"
     print(f"renew due:     {due}")
     return EXIT_OK
@@ -4404,17 +4463,18 @@ def _cmd_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sign_options(args: argparse.Namespace) -> tuple[ETradeSession, str, str, dict[str, object]]:
+def _sign_options(args: argparse.Namespace) -> tuple[ETradeSession, str, str, dict[str, Any]]:
     """Return (session, method, url, sign_request options) for sign and explain."""
-    session = _session(args)
+    key, secret = _credentials(args)
+    session = _session(args, credentials=(key, secret))
     method, url = str(getattr(args, "method")).upper(), str(getattr(args, "url"))  # noqa: B009
     if url.startswith("/"):
         url = session.api_base + url
     data = _pairs_from_args(getattr(args, "data", None), "--data")
     token = session.access_token
-    options: dict[str, object] = {
+    options: dict[str, Any] = {
         "consumer_key": session.consumer_key,
-        "consumer_secret": session._consumer_secret,
+        "consumer_secret": secret,
         "token": token.token if token else None,
         "token_secret": token.secret if token else "",
         "body": data or None,
@@ -4426,15 +4486,15 @@ def _sign_options(args: argparse.Namespace) -> tuple[ETradeSession, str, str, di
 
 def _cmd_sign(args: argparse.Namespace) -> int:
     _, method, url, options = _sign_options(args)
-    print("Authorization: " + sign_request(method, url, **options))  # type: ignore[arg-type]
+    print("Authorization: " + sign_request(method, url, **options))
     return 0
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
     _, method, url, options = _sign_options(args)
-    header = sign_request(method, url, **options)  # type: ignore[arg-type]
+    header = sign_request(method, url, **options)
     sent = parse_authorization_header(header)
-    body = list(options["body"] or [])  # type: ignore[call-overload]
+    body = list(options["body"] or [])
     query = _parse_form(urlsplit(url).query)
     protocol = [(n, v) for n, v in sent.items() if n != "oauth_signature"]
     print(f"{method} {url}\n")
@@ -4460,7 +4520,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
 
 def _cmd_get(args: argparse.Namespace) -> int:
-    import json  # noqa: PLC0415
+    import json
 
     session = _session(args)
     params = _pairs_from_args(getattr(args, "param", None), "--param")
@@ -4482,7 +4542,7 @@ def _serve_credentials(args: argparse.Namespace) -> tuple[str, str, str]:
     the token file (a TokenStore entry: mode 0600, atomic), made on first use,
     so a restarted emulator accepts the credentials exported before.
     """
-    import os  # noqa: PLC0415
+    import os
 
     key = getattr(args, "consumer_key", None) or "oauth1-etrade-emulator"
     given = getattr(args, "consumer_secret", None)
@@ -4547,8 +4607,8 @@ def _demo_trace(exchanges: list[str]) -> Callable[[str, str, str, Response], Non
 
 def _demo_approve(emulator: Emulator, url: str) -> str:
     """Open the emulated authorize page, press Approve like a user, return the verifier shown."""
-    import html  # noqa: PLC0415
-    import urllib.request  # noqa: PLC0415
+    import html
+    import urllib.request
 
     # Both URLs are the in-process emulator's, on 127.0.0.1.
     page = urllib.request.urlopen(url, timeout=10).read().decode()  # noqa: S310
@@ -4644,7 +4704,7 @@ _COMMANDS: Mapping[str, tuple[Callable[[argparse.Namespace], int], str]] = {
 
 def _parser() -> argparse.ArgumentParser:
     """Return the argparse parser of the command line."""
-    import argparse  # noqa: PLC0415 (imported here: `import oauth1_etrade` stays light)
+    import argparse  # imported here: `import oauth1_etrade` stays light
 
     class Parser(argparse.ArgumentParser):
         def error(self, message: str) -> NoReturn:
@@ -4759,7 +4819,7 @@ class _verbose_logging:
     def __enter__(self) -> None:
         if not self.on:
             return
-        import logging  # noqa: PLC0415
+        import logging
 
         logger = logging.getLogger("oauth1_etrade")
         handler = logging.StreamHandler(sys.stderr)
@@ -4785,7 +4845,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Expected failures print one line to stderr, never a traceback, and
     return 1, or 3 when only a browser login helps (EXIT_LOGIN_NEEDED).
     """
-    import warnings  # noqa: PLC0415
+    import warnings
 
     parser = _parser()
     args = parser.parse_args(argv)

@@ -2947,6 +2947,17 @@ def test_clock_skew_is_learned_from_the_answer_and_kept(emulator, clock):
     assert emulator.log[before:] == ["GET /v1/accounts/list -> 200"]  # offset kept: no retry
 
 
+def test_a_clock_skew_retry_reuses_the_connection_and_learns_a_plausible_window():
+    now = int(time.time()) + 600  # the server is 10 minutes ahead
+    refused = f"oauth_problem=timestamp_refused,oauth_acceptable_timestamps={now - 300}-{now + 300}".encode()
+    with keep_alive_server() as server, keep_alive_session(server) as session:
+        server.plan = [(401, {"Content-Type": "text/html"}, refused), "ok"]
+        assert session.get("/v1/market/quote/GOOG.json").status == 200
+        assert len(server.seen) == 2 and server.connections == 1  # the retry went on the same connection
+        assert abs(session.clock_offset - 600) <= 2
+        assert abs(session.now() - time.time() - 600) <= 2  # every time rule uses the server's clock
+
+
 def test_clock_offset_from_date_header():
     date = {"Date": "Mon, 23 Nov 2026 14:00:00 GMT"}
     assert oa._server_clock_offset({}, date, START - 90) == 90
@@ -2998,15 +3009,8 @@ def test_reprs_messages_and_logs_hold_no_secret(emulator, clock, caplog):
 # ---- E*TRADE: the session, against what E*TRADE really answers ----
 
 
-class ReplayHandler(http.server.BaseHTTPRequestHandler):
+class ReplayHandler(KeepAliveHandler):
     """Answers every request with one recorded E*TRADE answer (status, headers, body)."""
-
-    protocol_version = "HTTP/1.1"
-
-    def setup(self):
-        super().setup()
-        with self.server.lock:
-            self.server.connections += 1
 
     def do_any(self):
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -3030,9 +3034,6 @@ class ReplayHandler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     do_GET = do_POST = do_any
-
-    def log_message(self, *args):
-        pass
 
 
 @contextlib.contextmanager
@@ -3925,6 +3926,17 @@ def test_pyetrade_completes_the_flow_against_serve(serving):
     assert [q["Product"]["symbol"] for q in quote["QuoteResponse"]["QuoteData"]] == ["GOOG", "AAPL"]
     as_xml = market.get_quote(["GOOG"])  # pyetrade's default: XML, parsed with xmltodict
     assert as_xml["QuoteResponse"]["QuoteData"]["Product"]["symbol"] == "GOOG"
+    key = listed["AccountListResponse"]["Accounts"]["Account"][0]["accountIdKey"]
+    balance = accounts.get_account_balance(key, resp_format="json")
+    assert balance["BalanceResponse"]["accountId"] == "83405188"
+    time.sleep(1.1)  # Accounts allows 2 requests a second (E*TRADE's published limit, enforced by serve)
+    portfolio = accounts.get_account_portfolio(key, resp_format="json")
+    assert portfolio["PortfolioResponse"]["AccountPortfolio"][0]["Position"][0]["Product"]["symbol"] == "GOOG"
+    orders = pyetrade.ETradeOrder(*pair, dev=False)
+    orders.base_url = base + "/v1/accounts"
+    assert (
+        orders.list_orders(key, resp_format="json") == {}
+    )  # E*TRADE's 204 for no orders, read as pyetrade does
     manager = pyetrade.ETradeAccessManager(*pair)
     manager.renew_access_token_url = base + "/oauth/renew_access_token"
     manager.revoke_access_token_url = base + "/oauth/revoke_access_token"
