@@ -1895,9 +1895,6 @@ RESENDABLE_METHODS = frozenset({"GET", "HEAD"})
 #: Idle connections kept per host; more than this are closed when returned.
 MAX_IDLE_CONNECTIONS = 10
 
-#: The "second" of the per-second rate limits, in seconds (see _Pacer).
-PACING_WINDOW = 1.1
-
 
 class _StaleConnection(Exception):
     """A reused connection failed before any byte of the answer came back."""
@@ -2002,11 +1999,14 @@ class _TimedSocket:
 class _Pacer:
     """Keeps one session's calls under E*TRADE's per-module rate limits, for all its threads.
 
-    Each module keeps the times its requests were sent, for an hour; a call
-    waits (sleeps, never fails) until sending keeps both the per-second and
-    the per-hour count within the limit. The second is counted over
-    PACING_WINDOW, a little more than a second, so that network jitter
-    cannot bunch one second's requests into the next at the server.
+    The server counts requests when they arrive, which this machine cannot
+    see; what it can see is that a request arrived at the latest when its
+    answer came back. So a request is sent only when fewer than the limit of
+    earlier requests may have arrived within the last second (or hour): those
+    still in flight, and those answered less than a second (an hour) ago. Then
+    no second (hour) at the server holds more than the limit, whatever the
+    network's delays. A call waits (never fails) for its turn; the threads of
+    a session share one pacer.
     """
 
     def __init__(self, limits: Mapping[str, tuple[int, int]]):
@@ -2014,33 +2014,55 @@ class _Pacer:
         import threading
 
         self._limits = dict(limits)
-        self._sent: dict[str, collections.deque[float]] = {m: collections.deque() for m in limits}
-        self._lock = threading.Lock()
+        # When each module's answered requests were answered (the last hour), and how many fly.
+        self._answered: dict[str, collections.deque[float]] = {m: collections.deque() for m in limits}
+        self._in_flight = dict.fromkeys(limits, 0)
+        self._changed = threading.Condition()
 
-    def _delay(self, module: str, now: float) -> float:
-        """Return how long a request of ``module`` must wait from ``now`` (0 or less: none)."""
+    def _delay(self, module: str, now: float) -> float | None:
+        """Return how long a request of ``module`` must wait from ``now``: 0 or less for no wait,
+        None until a request in flight is answered."""
+        answered, flying = self._answered[module], self._in_flight[module]
+        while answered and answered[0] <= now - 3600:
+            answered.popleft()
+        last_second: list[float] = []  # answered within the last second, oldest first
+        for when in reversed(answered):
+            if when <= now - 1.0:
+                break
+            last_second.insert(0, when)
         per_second, per_hour = self._limits[module]
-        sent = self._sent[module]
-        while sent and sent[0] <= now - 3600:
-            sent.popleft()
-        delay = sent[-per_hour] + 3600 - now if len(sent) >= per_hour else 0.0
-        if len(sent) >= per_second and sent[-per_second] > now - PACING_WINDOW:
-            delay = max(delay, sent[-per_second] + PACING_WINDOW - now)
+        delay = 0.0
+        for limit, window, within in ((per_second, 1.0, last_second), (per_hour, 3600.0, answered)):
+            excess = flying + len(within) - limit + 1  # how many must leave the window first
+            if excess <= 0:
+                continue
+            if excess > len(within):
+                return None
+            delay = max(delay, within[excess - 1] + window - now)
         return delay
 
-    def wait_for_turn(self, module: str | None) -> None:
-        """Return when a request of ``module`` may be sent, and count it as sent."""
+    def wait_for_turn(self, module: str | None) -> bool:
+        """Return when a request of ``module`` may be sent (True), counting it as in flight;
+        False at once for a module without limits."""
+        if module not in self._limits:
+            return False
+        with self._changed:
+            while True:
+                delay = self._delay(module, time.monotonic())
+                if delay is not None and delay <= 0:
+                    self._in_flight[module] += 1
+                    return True
+                _logger_debug("pacing: a %s request waits for E*TRADE's rate limit", module)
+                self._changed.wait(delay)
+
+    def answered(self, module: str | None) -> None:
+        """Record that a request of ``module`` that wait_for_turn let go has its answer (or failed)."""
         if module not in self._limits:
             return
-        while True:
-            with self._lock:
-                now = time.monotonic()
-                delay = self._delay(module, now)
-                if delay <= 0:
-                    self._sent[module].append(now)
-                    return
-            _logger_debug("pacing: a %s request waits %.2f s for E*TRADE's rate limit", module, delay)
-            time.sleep(delay)
+        with self._changed:
+            self._in_flight[module] -= 1
+            self._answered[module].append(time.monotonic())
+            self._changed.notify_all()
 
 
 def _maybe_sent(method: str) -> str:
@@ -2774,7 +2796,7 @@ class ETradeSession:
         module = _api_module(urlsplit(url).path)
         stale_resent = skew_retried = False
         while True:
-            self._pacer.wait_for_turn(module)
+            paced = self._pacer.wait_for_turn(module)
             offset = self.clock_offset
             headers["Authorization"] = self._authorization(method, url, token, body, content_type, **extra)
             try:
@@ -2789,6 +2811,9 @@ class ETradeSession:
                 _logger_debug("%s: kept-alive connection closed by the server; resending once", stale)
                 stale_resent = True
                 continue
+            finally:
+                if paced:
+                    self._pacer.answered(module)
             if self.trace is not None:
                 self.trace(method, url, headers["Authorization"], response)
             if 200 <= response.status < 300:

@@ -3319,13 +3319,28 @@ def test_rate_limit_modules_follow_etrade_paths(path, module):
     assert oa._api_module(path) == module
 
 
-def test_the_hourly_limit_waits_for_the_oldest_request_to_age_out():
+def test_the_hourly_limit_waits_for_the_oldest_answer_to_age_out():
     pacer = oa._Pacer({"order": (100, 3)})
-    start = time.monotonic()
+    before = time.monotonic()
     for _ in range(3):
-        pacer.wait_for_turn("order")
-    assert 3599 < pacer._delay("order", start + 1) <= 3600  # the 4th waits an hour, less the second gone
-    assert pacer._delay("order", start + 3601) <= 0
+        assert pacer.wait_for_turn("order")
+        pacer.answered("order")
+    after = time.monotonic()
+    # the 4th waits until an hour after the first answer, less the second already gone
+    assert 3599 - (after - before) <= pacer._delay("order", after + 1) <= 3599
+    assert pacer._delay("order", after + 3601) <= 0
+
+
+def test_requests_in_flight_count_until_answered_whatever_the_network_delays():
+    pacer = oa._Pacer({"market": (4, 14000)})
+    for _ in range(4):
+        assert pacer.wait_for_turn("market")  # four in flight: they may arrive at any moment
+    assert pacer._delay("market", time.monotonic()) is None  # the fifth waits for an answer
+    pacer.answered("market")
+    answered = time.monotonic()
+    assert 0.9 < pacer._delay("market", answered) <= 1.0  # then a second after that answer
+    assert pacer._delay("market", answered + 1.0) <= 0
+    assert not pacer.wait_for_turn("alerts") and not pacer.wait_for_turn(None)  # no published limit
 
 
 @pytest.mark.parametrize(
