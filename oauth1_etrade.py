@@ -2138,20 +2138,23 @@ class _Proxy:
         return f"<proxy {self.host}:{self.port}{' with credentials' if self.authorization else ''}>"
 
 
-def _proxy_for(host: str, proxy: _Proxy | None, trust_env: bool) -> _Proxy | None:
-    """Return the proxy an HTTPS request to ``host`` goes through, or None (direct).
+def _proxy_for(scheme: str, host: str, proxy: _Proxy | None, trust_env: bool) -> _Proxy | None:
+    """Return the proxy a request to scheme://host goes through, or None (direct).
 
     ``proxy`` (the session's proxy=) wins; else, unless ``trust_env`` is
-    False, HTTPS_PROXY or ALL_PROXY with NO_PROXY, read by the standard
+    False, HTTPS_PROXY or ALL_PROXY, with NO_PROXY, read by the standard
     library's urllib.request rules (lower case first), as requests and httpx
-    read them.
+    read them. Plain http goes only to this machine (_check_base), and a
+    proxy's own loopback is not this machine's: it never goes through one.
     """
+    if scheme != "https":
+        return None
     if proxy is not None or not trust_env:
         return proxy
     import urllib.request
 
     proxies = urllib.request.getproxies_environment()
-    url = proxies.get("https") or proxies.get("all")
+    url = proxies.get(scheme) or proxies.get("all")
     if not url or urllib.request.proxy_bypass_environment(host, proxies):  # type: ignore[attr-defined]
         return None
     return _Proxy(url, "HTTPS_PROXY")
@@ -2190,6 +2193,7 @@ class _Pool:
         self._ssl_context = ssl_context
         self._proxy = proxy
         self._trust_env = trust_env
+        self._routes: dict[Origin, _Proxy | None] = {}
         self._idle: dict[Origin, list[http.client.HTTPConnection]] = {}
         self._open: set[http.client.HTTPConnection] = set()
         self._pid = os.getpid()
@@ -2243,13 +2247,11 @@ class _Pool:
 
         scheme, host, port = origin
         left = max(deadline - time.monotonic(), 0.001)
-        # Plain http goes only to this machine (_check_base): never through a proxy.
-        proxy = _proxy_for(host, self._proxy, self._trust_env) if scheme == "https" else None
-        sock = (
-            socket.create_connection((host, port), timeout=left)
-            if proxy is None
-            else (self._tunnel(proxy, host, port, left))
-        )
+        proxy = self.route(origin)
+        if proxy is None:
+            sock = socket.create_connection((host, port), timeout=left)
+        else:
+            sock = self._tunnel(proxy, host, port, left)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if scheme == "https":
@@ -2263,6 +2265,14 @@ class _Pool:
         connection.auto_open = 0  # never let http.client reconnect by itself (it knows no TLS here)
         connection.sock = _TimedSocket(sock)
         return connection
+
+    def route(self, origin: Origin) -> _Proxy | None:
+        """Return the proxy requests to ``origin`` go through (read once per origin), or None."""
+        scheme, host, _ = origin
+        with self._lock:
+            if origin not in self._routes:
+                self._routes[origin] = _proxy_for(scheme, host, self._proxy, self._trust_env)
+            return self._routes[origin]
 
     @staticmethod
     def _tunnel(proxy: _Proxy, host: str, port: int, timeout: float) -> socket.socket:
