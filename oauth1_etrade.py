@@ -84,6 +84,12 @@ __all__ = [
     "TokenStore",
     "OAuth1Auth",
     "access_token_expiry",
+    "token_state",
+    "MISSING",
+    "ACTIVE",
+    "IDLE",
+    "EXPIRED",
+    "request_token_time_left",
     "default_token_path",
     "ETRADE_RATE_LIMITS",
     # offline emulator and command line
@@ -1415,19 +1421,31 @@ class Token:
     """An OAuth token with its secret, and when it was issued and last used.
 
     Instances are not changed once made; the secret never appears in repr().
+    ``expires_at`` is when an access token issued then expires (worked out
+    once, on first use, and kept by ``used_at``).
     """
 
-    __slots__ = ("issued_at", "last_used", "secret", "token")
+    __slots__ = ("_expires_at", "issued_at", "last_used", "secret", "token")
 
     def __init__(self, token: str, secret: str, issued_at: float, last_used: float | None = None):
         self.token = _require_str("token", token)
         self.secret = _require_str("token_secret", secret)
         self.issued_at = float(issued_at)
         self.last_used = self.issued_at if last_used is None else float(last_used)
+        self._expires_at: float | None = None
+
+    @property
+    def expires_at(self) -> float:
+        """When this access token expires: midnight US Eastern after ``issued_at``."""
+        if self._expires_at is None:
+            self._expires_at = access_token_expiry(self.issued_at)
+        return self._expires_at
 
     def used_at(self, when: float) -> Token:
         """Return this token with ``last_used`` set to ``when``."""
-        return Token(self.token, self.secret, self.issued_at, when)
+        used = Token(self.token, self.secret, self.issued_at, when)
+        used._expires_at = self._expires_at
+        return used
 
     def same_as(self, other: Token) -> bool:
         """Return whether ``other`` is the same token (value and secret), however used since."""
@@ -1453,6 +1471,33 @@ class Token:
 
     def __repr__(self) -> str:
         return f"Token(token={_mask(self.token)!r}, secret=<hidden>, issued_at={self.issued_at:.0f})"
+
+
+#: The states of an access token (token_state).
+MISSING, ACTIVE, IDLE, EXPIRED = "missing", "active", "idle", "expired"
+
+
+def token_state(token: Token | None, now: float) -> str:
+    """Return what E*TRADE's rules say of an access token at ``now`` (E*TRADE: Get Access Token,
+    "Token lifespan"): MISSING; EXPIRED at the end of the calendar day, US Eastern (only a new
+    login helps); IDLE after two hours without a request (renew it); else ACTIVE.
+
+    The one place the expiry and idle rules are written: the session and the
+    emulator both ask it.
+    """
+    if token is None:
+        return MISSING
+    if now >= token.expires_at:
+        return EXPIRED
+    if now - token.last_used >= IDLE_LIMIT:
+        return IDLE
+    return ACTIVE
+
+
+def request_token_time_left(token: Token, now: float) -> float:
+    """Return the seconds a request token has left at ``now`` (E*TRADE: it expires after five
+    minutes); zero or less once it expired."""
+    return token.issued_at + REQUEST_TOKEN_LIFETIME - now
 
 
 # ---- E*TRADE: token store (JSON file, mode 0600, atomic writes) ----
@@ -2628,16 +2673,16 @@ class ETradeSession:
         if token is None:
             return {"access_token": False}
         now = self.now()
-        expires = access_token_expiry(token.issued_at)
+        state = token_state(token, now)
         return {
             "access_token": True,
             "issued_at": token.issued_at,
             "age": now - token.issued_at,
             "idle": now - token.last_used,
-            "expires_at": expires,
-            "expires_in": expires - now,
-            "expired": now >= expires,
-            "renew_due": now - token.last_used >= IDLE_LIMIT,
+            "expires_at": token.expires_at,
+            "expires_in": token.expires_at - now,
+            "expired": state == EXPIRED,
+            "renew_due": state == IDLE,
         }
 
     def _usable_access_token(self) -> Token:
@@ -2650,13 +2695,13 @@ class ETradeSession:
         if token is None:
             raise LoginRequiredError(f"no access token: {_LOG_IN_FIRST}")
         now = self.now()
-        if now >= access_token_expiry(token.issued_at):
+        if token_state(token, now) == EXPIRED:
             token = self._stored_replacement(token) or token
-            if now >= access_token_expiry(token.issued_at):
+            if token_state(token, now) == EXPIRED:
                 raise TokenExpiredError(
                     f"the access token expired at midnight US Eastern (E*TRADE: Get Access Token); {_LOG_IN}"
                 )
-        if now - token.last_used >= IDLE_LIMIT:
+        if token_state(token, now) == IDLE:
             if not self.auto_renew:
                 raise TokenInactiveError(
                     "the access token is inactive after 2 idle hours; call renew_access_token() first"
@@ -2686,11 +2731,11 @@ class ETradeSession:
                 if refused and current is not None:
                     return current
             if current is not None and (
-                not current.same_as(token) or not refused and self.now() - current.last_used < IDLE_LIMIT
+                not current.same_as(token) or not refused and token_state(current, self.now()) == ACTIVE
             ):
                 return current  # replaced (login, load) or renewed by another thread
             stored = self._stored_replacement(token)
-            if stored is not None and (refused or self.now() - stored.last_used < IDLE_LIMIT):
+            if stored is not None and (refused or token_state(stored, self.now()) == ACTIVE):
                 return stored  # another process renewed or logged in
             error: OAuthError | None = None
             try:
@@ -2903,7 +2948,7 @@ class ETradeSession:
         request_token = self._request_token
         if request_token is None:
             raise OAuthError("no request token: call get_request_token() first")
-        if self.now() - request_token.issued_at >= REQUEST_TOKEN_LIFETIME:
+        if request_token_time_left(request_token, self.now()) <= 0:
             self._request_token = None
             raise TokenExpiredError(
                 "the request token is older than 5 minutes (E*TRADE: request tokens expire after five "
@@ -2937,7 +2982,7 @@ class ETradeSession:
 
     def _renew(self, token: Token) -> None:
         """Send Renew Access Token for ``token``, then mark it used and save it."""
-        if self.now() >= access_token_expiry(token.issued_at):
+        if token_state(token, self.now()) == EXPIRED:
             raise TokenExpiredError(
                 f"the access token expired at midnight US Eastern; renew cannot help: {_LOG_IN}"
             )
@@ -3019,7 +3064,7 @@ class ETradeSession:
         if stored is not None:
             _logger_debug("%s; using the newer access token another process saved", refused.problem)
             return stored
-        expired_here = self.now() >= access_token_expiry(token.issued_at)
+        expired_here = token_state(token, self.now()) == EXPIRED
         if not self.auto_renew or expired_here:
             raise refused
         _logger_debug("%s; renewing the access token once, then sending again", refused.problem)
@@ -3257,15 +3302,13 @@ def _tomcat_page(status: int, message: str) -> str:
 
 
 class _Grant:
-    """A token the emulator issued: its secret, when it was issued and last used, and for a
-    request token the user's decision ("pending", "approved", "denied") and the verifier."""
+    """A token the emulator issued (a Token: its secret, when it was issued and last used), and
+    for a request token the user's decision ("pending", "approved", "denied") and the verifier."""
 
-    __slots__ = ("issued_at", "last_used", "secret", "state", "verifier")
+    __slots__ = ("state", "token", "verifier")
 
-    def __init__(self, secret: str, issued_at: float, state: str = "active"):
-        self.secret = secret
-        self.issued_at = issued_at
-        self.last_used = issued_at
+    def __init__(self, token: Token, state: str = "active"):
+        self.token = token
         self.state = state
         self.verifier: str | None = None
 
@@ -3744,7 +3787,7 @@ class Emulator:
     def access_tokens(self) -> list[tuple[str, str]]:
         """Return the live access tokens and their secrets (the emulator's own, for tests)."""
         with self._lock:
-            return [(token, grant.secret) for token, grant in self._access_tokens.items()]
+            return [(token, grant.token.secret) for token, grant in self._access_tokens.items()]
 
     def pending_request_token(self, key: str | None, token: str | None) -> str | None:
         """Return the request token the authorize page names, if it awaits the user's decision.
@@ -3826,14 +3869,14 @@ class Emulator:
         ):
             window = f"{now - TIMESTAMP_TOLERANCE}-{now + TIMESTAMP_TOLERANCE}"
             raise _Refusal(401, "timestamp_refused", oauth_acceptable_timestamps=window)
-        record = _Grant("", 0.0)
+        record = _Grant(Token("", "", 0.0))  # the consumer alone: no token secret
         if kind != "consumer":
             table = self._request_tokens if kind == "request" else self._access_tokens
             found = table.get(params["oauth_token"])
             if found is None:
                 raise _Refusal(401, "token_rejected")
             record = found
-        secret = record.secret
+        secret = record.token.secret
         try:
             good = verify_request(
                 method, url, header, consumer_secret=self.consumer_secret, token_secret=secret,
@@ -3871,14 +3914,14 @@ class Emulator:
         if params.get("oauth_callback") != "oob":
             raise _Refusal(400, "callback_rejected", oauth_acceptable_callback="oob")
         token, secret = _random_token(), _random_token()
-        self._request_tokens[token] = _Grant(secret, self.clock(), "pending")
+        self._request_tokens[token] = _Grant(Token(token, secret, self.clock()), "pending")
         confirmed = "true" if self.callback_url else "false"
         return {"oauth_token": token, "oauth_token_secret": secret, "oauth_callback_confirmed": confirmed}
 
     def _issue_access_token(self, record: _Grant, params: Mapping[str, str]) -> dict[str, str]:
         token = params["oauth_token"]
         # A wrong, used or stale verifier is token_rejected at E*TRADE (pyetrade #5).
-        if self.clock() - record.issued_at >= REQUEST_TOKEN_LIFETIME:
+        if request_token_time_left(record.token, self.clock()) <= 0:
             del self._request_tokens[token]
             raise _Refusal(401, "token_rejected")
         if record.state != "approved" or params.get("oauth_verifier") != record.verifier:
@@ -3888,18 +3931,21 @@ class Emulator:
             self._access_tokens.clear()
         access, secret = _random_token(), _random_token()
         now = self.clock()
-        self._access_tokens[access] = _Grant(secret, now)
+        self._access_tokens[access] = _Grant(Token(access, secret, now))
         return {"oauth_token": access, "oauth_token_secret": secret}
 
     def _check_access(self, record: _Grant, renewing: bool = False) -> None:
+        """Refuse an access token that E*TRADE's rules (token_state) say is expired, or idle
+        (unless this is its renew); else record that it was used now."""
         now = self.clock()
-        if now >= access_token_expiry(record.issued_at):
+        state = token_state(record.token, now)
+        if state == EXPIRED:
             raise _Refusal(401, "token_expired")
-        if not renewing and now - record.last_used >= IDLE_LIMIT:
+        if state == IDLE and not renewing:
             # NOTE: E*TRADE does not document what an idle token gets; the
             # switch idle_problem chooses (README).
             raise _Refusal(401, self.idle_problem)
-        record.last_used = now
+        record.token = record.token.used_at(now)
 
     def authorize(self, key: str, token: str, approve: bool) -> str | None:
         """Record the user's decision on the authorize page; return the verifier when approved."""
@@ -3907,7 +3953,7 @@ class Emulator:
             record = self._request_tokens.get(token)
             if key != self.consumer_key or record is None or record.state != "pending":
                 raise _Refusal(400, "token_rejected")
-            if self.clock() - record.issued_at >= REQUEST_TOKEN_LIFETIME:
+            if request_token_time_left(record.token, self.clock()) <= 0:
                 raise _Refusal(400, "token_expired")
             if not approve:
                 record.state = "denied"
@@ -4346,7 +4392,7 @@ def _first_accepted_answer(
 
     request_token = session.request_token
     assert request_token is not None  # noqa: S101
-    deadline = time.monotonic() + REQUEST_TOKEN_LIFETIME - (session.now() - request_token.issued_at)
+    deadline = time.monotonic() + request_token_time_left(request_token, session.now())
     refused_pastes = 0
     while True:
         left = deadline - time.monotonic()
@@ -4419,7 +4465,7 @@ def _login_finish(session: ETradeSession, answer: str, prog: str) -> int:
     request_token = pending.load(session.consumer_key, session.api_base)
     if request_token is None:
         raise _CliError(f"no login was started for this key and host: {_run(prog, 'login --start')}", 3)
-    if session.now() - request_token.issued_at >= REQUEST_TOKEN_LIFETIME:
+    if request_token_time_left(request_token, session.now()) <= 0:
         pending.delete(session.consumer_key, session.api_base)
         raise _CliError(
             "the login started with --start has expired (E*TRADE request tokens live 5 minutes); "
@@ -4703,7 +4749,7 @@ def _demo() -> int:
         session.get("/v1/market/quote/GOOG,AAPL.json", params={"detailFlag": "ALL", "note": "a b,c:d"})
         print("\n6. Two idle hours pass (the clock jumps): E*TRADE would inactivate the token,")
         print("   so the session renews it before the next call (E*TRADE: Renew Access Token)")
-        clock.advance(IDLE_LIMIT)
+        clock.advance(2 * 60 * 60)  # E*TRADE's two idle hours
         session.get("/v1/accounts/list.json")
         print("\n7. Revoke the access token (E*TRADE: Revoke Access Token)")
         revoked = session.access_token

@@ -1440,6 +1440,35 @@ def test_access_token_expiry_examples(issued, expires, monkeypatch):
     assert oa.access_token_expiry(issued_t) == expected
 
 
+MIDNIGHT = datetime.datetime(2026, 11, 24, 5, 0, tzinfo=datetime.timezone.utc).timestamp()  # 00:00 EST
+
+
+@pytest.mark.parametrize(
+    "issued, used, now, state",
+    [
+        # E*TRADE: Get Access Token, "Token lifespan"
+        (START, START, START + 60, oa.ACTIVE),
+        (START, START, START + 2 * 3600 - 1, oa.ACTIVE),
+        (START, START, START + 2 * 3600, oa.IDLE),  # two hours without a request: renew it
+        (START, START + 3600, START + 3 * 3600 - 1, oa.ACTIVE),  # idle counts from the last use
+        (START, START + 3600, START + 3 * 3600, oa.IDLE),
+        (START, MIDNIGHT - 60, MIDNIGHT - 1, oa.ACTIVE),
+        (START, MIDNIGHT - 60, MIDNIGHT, oa.EXPIRED),  # end of the calendar day, US Eastern
+        (START, START, MIDNIGHT + 3 * 3600, oa.EXPIRED),  # expired outranks idle: only a login helps
+    ],
+)
+def test_token_state_is_etrade_token_lifespan(issued, used, now, state):
+    assert oa.token_state(oa.Token("t", "s", issued, used), now) == state
+
+
+def test_token_state_without_a_token_and_the_request_token_five_minutes():
+    assert oa.token_state(None, START) == oa.MISSING
+    request = oa.Token("r", "s", START)
+    assert oa.request_token_time_left(request, START + 60) == 240
+    assert oa.request_token_time_left(request, START + 300) == 0  # E*TRADE: five minutes
+    token = oa.Token("t", "s", START)
+    assert token.used_at(START + 60).expires_at == token.expires_at == MIDNIGHT  # worked out once
+
 def test_token_repr_hides_the_secret():
     token = oa.Token("tok/en+value=", "s3cr3t-value", 1.0)
     assert "s3cr3t" not in repr(token)
