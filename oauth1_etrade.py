@@ -112,7 +112,7 @@ __all__ = [
 UNRESERVED = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
 
 #: RFC 5849 §3.4.1.2: ports left out of the base string URI.
-DEFAULT_PORTS = {"http": 80, "https": 443}
+DEFAULT_PORTS: Mapping[str, int] = MappingProxyType({"http": 80, "https": 443})
 
 #: RFC 5849 §3.4.1.3.1: the only body content type whose parameters are signed.
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
@@ -361,6 +361,12 @@ def _form_decode(text: str) -> Text:
         return raw
 
 
+def _form_encode(pairs: Iterable[tuple[str, str]]) -> str:
+    """Return name/value pairs as form text, each encoded by §3.6 (a valid form encoding: only
+    unreserved characters and escapes), so that what is sent is exactly what is signed."""
+    return "&".join(f"{percent_encode(name)}={percent_encode(value)}" for name, value in pairs)
+
+
 def _parse_form(text: str) -> list[Param]:
     """Return the decoded name/value pairs of a form-encoded string, in order.
 
@@ -605,12 +611,14 @@ def _plaintext(base_string: str, key: str) -> str:
 #: Signature method name -> function(base string, key) -> signature. RFC 5849
 #: defines HMAC-SHA1 (§3.4.2) and PLAINTEXT (§3.4.4); HMAC-SHA256 and
 #: HMAC-SHA512 apply §3.4.2 with those hashes, as NetSuite and others ask.
-SIGNATURE_METHODS: Mapping[str, Callable[[str, str], str]] = {
-    "HMAC-SHA1": _hmac_sha1,
-    "HMAC-SHA256": _hmac_sha256,
-    "HMAC-SHA512": _hmac_sha512,
-    "PLAINTEXT": _plaintext,
-}
+SIGNATURE_METHODS: Mapping[str, Callable[[str, str], str]] = MappingProxyType(
+    {
+        "HMAC-SHA1": _hmac_sha1,
+        "HMAC-SHA256": _hmac_sha256,
+        "HMAC-SHA512": _hmac_sha512,
+        "PLAINTEXT": _plaintext,
+    }
+)
 
 
 def _signature_function(signature_method: str) -> Callable[[str, str], str]:
@@ -1062,12 +1070,14 @@ MAX_TOKEN_RESPONSE = 1 << 20
 #: API answers larger than this are refused.
 MAX_API_RESPONSE = 64 << 20
 
-_OAUTH_PATHS = {
-    "request_token": "/oauth/request_token",
-    "access_token": "/oauth/access_token",
-    "renew_access_token": "/oauth/renew_access_token",
-    "revoke_access_token": "/oauth/revoke_access_token",
-}
+_OAUTH_PATHS: Mapping[str, str] = MappingProxyType(
+    {
+        "request_token": "/oauth/request_token",
+        "access_token": "/oauth/access_token",
+        "renew_access_token": "/oauth/renew_access_token",
+        "revoke_access_token": "/oauth/revoke_access_token",
+    }
+)
 
 #: E*TRADE: Rate Limits, per consumer key and module: (requests per second,
 #: requests per hour). A quote of up to 25 symbols is one request.
@@ -1143,27 +1153,31 @@ _ACCESS_TOKEN_PROBLEMS: Mapping[str, type[OAuthError]] = MappingProxyType(
     {**_PROBLEM_ERRORS, "token_rejected": VerifierInvalidError, "token_used": VerifierInvalidError}
 )
 
-_ADVICE: Mapping[type[OAuthError], str] = {
-    TokenExpiredError: _LOG_IN,
-    TokenInactiveError: "renew the access token (renew_access_token)",
-    TokenRejectedError: _LOG_IN,
-    SignatureInvalidError: "check the consumer secret and token secret",
-    TimestampRefusedError: "check this machine's clock",
-    NonceUsedError: (
-        "the provider saw this nonce before: a replayed request, or a nonce source that repeats "
-        "(not a clock problem)"
-    ),
-    RateLimitError: "wait before calling again",
-    ConsumerKeyError: "check the consumer key and the environment (sandbox or production)",
-    VerifierInvalidError: "check the verifier code and try again, or start the login again",
-}
+_ADVICE: Mapping[type[OAuthError], str] = MappingProxyType(
+    {
+        TokenExpiredError: _LOG_IN,
+        TokenInactiveError: "renew the access token (renew_access_token)",
+        TokenRejectedError: _LOG_IN,
+        SignatureInvalidError: "check the consumer secret and token secret",
+        TimestampRefusedError: "check this machine's clock",
+        NonceUsedError: (
+            "the provider saw this nonce before: a replayed request, or a nonce source that repeats "
+            "(not a clock problem)"
+        ),
+        RateLimitError: "wait before calling again",
+        ConsumerKeyError: "check the consumer key and the environment (sandbox or production)",
+        VerifierInvalidError: "check the verifier code and try again, or start the login again",
+    }
+)
 
 # Problems whose advice does not follow from the error class alone.
-_PROBLEM_ADVICE: Mapping[str, str] = {
-    # rasesh6/etrade-trading TROUBLESHOOTING.md: a callback other than oob on
-    # request_token gets HTTP 400 callback_rejected,oauth_acceptable_callback=oob.
-    "callback_rejected": "E*TRADE accepts only oauth_callback=oob, even with a registered callback URL",
-}
+_PROBLEM_ADVICE: Mapping[str, str] = MappingProxyType(
+    {
+        # rasesh6/etrade-trading TROUBLESHOOTING.md: a callback other than oob on
+        # request_token gets HTTP 400 callback_rejected,oauth_acceptable_callback=oob.
+        "callback_rejected": "E*TRADE accepts only oauth_callback=oob, even with a registered callback URL",
+    }
+)
 
 
 # Patterns for answers, compiled on first use (re caches them): the module's
@@ -3083,9 +3097,7 @@ class ETradeSession:
             url = path_or_url
             _check_base("url", url.partition("?")[0])
         if params is not None:
-            query = "&".join(
-                f"{percent_encode(n)}={percent_encode(v)}" for n, v in _field_pairs("params", params)
-            )
+            query = _form_encode(_field_pairs("params", params))
             if query:
                 url += ("&" if "?" in url else "?") + query
         return _wire_url(url)
@@ -3111,7 +3123,7 @@ class ETradeSession:
         fields = _field_pairs("body", body)
         if not has_type:
             headers["Content-Type"] = FORM_CONTENT_TYPE
-        return "&".join(f"{percent_encode(n)}={percent_encode(v)}" for n, v in fields).encode()
+        return _form_encode(fields).encode()
 
     def auth(self) -> OAuth1Auth:
         """Return an OAuth1Auth signing with this session's access token (for requests, httpx, urllib)."""
@@ -3263,7 +3275,9 @@ class _Refusal(Exception):
 
 
 #: HTTP reason phrases of the statuses the emulator refuses with.
-_REASONS = {400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed"}
+_REASONS: Mapping[int, str] = MappingProxyType(
+    {400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed"}
+)
 
 # E*TRADE's OAuth refusal page as Tomcat renders it since about 2021 (pyetrade
 # #52; vectors/etrade-answers.json): the status with an en dash, and the
@@ -3989,7 +4003,7 @@ class Emulator:
                 return 200, "Revoked Access Token"
             else:
                 raise _Refusal(404, "parameter_rejected")
-        return 200, "&".join(f"{k}={percent_encode(v)}" for k, v in fields.items())
+        return 200, _form_encode(fields.items())
 
     def handle_api(
         self,
@@ -4694,9 +4708,7 @@ def _demo_approve(emulator: Emulator, url: str) -> str:
     # Both URLs are the in-process emulator's, on 127.0.0.1.
     page = urllib.request.urlopen(url, timeout=10).read().decode()  # noqa: S310
     fields = dict(re.findall(r'name="(key|token)" value="([^"]*)"', page))
-    form = (
-        "&".join(f"{k}={percent_encode(html.unescape(v))}" for k, v in fields.items()) + "&decision=approve"
-    )
+    form = _form_encode([*((k, html.unescape(v)) for k, v in fields.items()), ("decision", "approve")])
     with urllib.request.urlopen(emulator.authorize_base, data=form.encode(), timeout=10) as answer:  # noqa: S310
         verifier = re.search(r'id="verifier">([A-Z0-9]+)<', answer.read().decode())
     if verifier is None:
@@ -4769,18 +4781,20 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return _demo()
 
 
-_COMMANDS: Mapping[str, tuple[Callable[[argparse.Namespace], int], str]] = {
-    "demo": (_cmd_demo, "run the whole E*TRADE flow against the offline emulator, step by step"),
-    "login": (_cmd_login, "log in: request token, authorize page, verifier, access token (saved)"),
-    "status": (_cmd_status, "show the saved access token's age, idle time and time left"),
-    "renew": (_cmd_renew, "renew the saved access token (after 2 idle hours)"),
-    "revoke": (_cmd_revoke, "revoke the saved access token and remove it"),
-    "get": (_cmd_get, "send a signed GET and print the answer (JSON pretty-printed)"),
-    "sign": (_cmd_sign, "print the Authorization header for a request (for curl -H)"),
-    "explain": (_cmd_explain, "show every RFC 5849 step of signing a request"),
-    "serve": (_cmd_serve, "run the offline E*TRADE emulator on 127.0.0.1 until Ctrl-C"),
-    "selftest": (_cmd_selftest, "check RFC 5849 and E*TRADE known answers with this file alone"),
-}
+_COMMANDS: Mapping[str, tuple[Callable[[argparse.Namespace], int], str]] = MappingProxyType(
+    {
+        "demo": (_cmd_demo, "run the whole E*TRADE flow against the offline emulator, step by step"),
+        "login": (_cmd_login, "log in: request token, authorize page, verifier, access token (saved)"),
+        "status": (_cmd_status, "show the saved access token's age, idle time and time left"),
+        "renew": (_cmd_renew, "renew the saved access token (after 2 idle hours)"),
+        "revoke": (_cmd_revoke, "revoke the saved access token and remove it"),
+        "get": (_cmd_get, "send a signed GET and print the answer (JSON pretty-printed)"),
+        "sign": (_cmd_sign, "print the Authorization header for a request (for curl -H)"),
+        "explain": (_cmd_explain, "show every RFC 5849 step of signing a request"),
+        "serve": (_cmd_serve, "run the offline E*TRADE emulator on 127.0.0.1 until Ctrl-C"),
+        "selftest": (_cmd_selftest, "check RFC 5849 and E*TRADE known answers with this file alone"),
+    }
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -4945,7 +4959,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except _CliError as exc:
             print(f"{where}: {_terminal_safe(str(exc))}", file=sys.stderr)
             return exc.status
-        except (OAuthError, ValueError, TypeError, OSError) as exc:
+        except (OAuthError, ValueError, OSError) as exc:  # not TypeError: that would be a bug here
             print(f"{where}: {_terminal_safe(_cli_words(exc, args.prog))}", file=sys.stderr)
             return EXIT_FAILURE
         except KeyboardInterrupt:

@@ -2428,7 +2428,7 @@ def test_proxy_argument_credentials_and_refusals(test_ca, proxy_env):
                                        ssl_context=client_context, proxy=url)  # fmt: skip
             assert session.get("/v1/x").status == 200
             assert guarded.authorizations == ["Basic " + base64.b64encode(b"trader:p@ss word").decode()]
-            assert "p@ss" not in repr(session) and "p%40ss" not in repr(session._pool._proxy)
+            assert "p@ss" not in repr(session) and "p%40ss" not in repr(session)
             wrong = oa.ETradeSession("k", "s", token="t", token_secret="ts", api_base=server.base,
                                      ssl_context=client_context, proxy=guarded.url)  # fmt: skip
             with pytest.raises(oa.TransportError, match="refused the tunnel .*407") as refused:
@@ -2965,9 +2965,11 @@ def test_verifier_url_without_verifier_is_value_error():
 
 
 def test_clock_skew_is_learned_from_the_answer_and_kept(emulator, clock):
-    session = new_session(emulator, clock)
-    login(session)
-    session._clock = oa.ManualClock(clock() - 20 * 60)  # this machine is 20 minutes slow
+    first = new_session(emulator, clock)
+    login(first)
+    token = first.access_token
+    slow = oa.ManualClock(clock() - 20 * 60)  # this machine is 20 minutes slow
+    session = new_session(emulator, slow, token=token.token, token_secret=token.secret)
     before = len(emulator.log)
     assert session.get("/v1/accounts/list").status == 200
     assert emulator.log[before:] == ["GET /v1/accounts/list -> 401", "GET /v1/accounts/list -> 200"]
