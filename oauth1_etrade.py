@@ -3474,7 +3474,38 @@ def _authorize_query(query: str) -> tuple[str | None, str | None]:
     return found.get("key"), found.get("token")
 
 
-def _emulator_handler(emulator: Emulator) -> type:
+def _serve_in_background(
+    port: int, handler: type[http.server.BaseHTTPRequestHandler], name: str
+) -> http.server.ThreadingHTTPServer:
+    """Serve 127.0.0.1:port (0: any free port) with ``handler`` on daemon threads; return the
+    server, running in a background thread until its shutdown().
+
+    For the emulator and the login listener alike: a client that hangs up or
+    sends garbage is a debug log line, not a traceback; the listen backlog
+    holds 32 client threads connecting at once (the default 5 made some of
+    them stall for 1-3 s); a 50 ms poll lets shutdown() return at once, for
+    20 idle wake-ups a second.
+    """
+    import http.server
+    import threading
+
+    class Server(http.server.ThreadingHTTPServer):
+        daemon_threads = True
+        request_queue_size = 128
+
+        def handle_error(self, request: object, client_address: object) -> None:
+            _logger_debug("%s: connection from %s failed: %s", name, client_address, sys.exc_info()[1])
+
+    server = Server(("127.0.0.1", port), handler)
+    serve = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=f"oauth1_etrade {name}"
+    )
+    serve.daemon = True
+    serve.start()
+    return server
+
+
+def _emulator_handler(emulator: Emulator) -> type[http.server.BaseHTTPRequestHandler]:
     """Return the http.server request handler class bound to ``emulator``."""
     import html
     import http.server
@@ -3749,29 +3780,9 @@ class Emulator:
 
     def start(self) -> Emulator:
         """Start serving in a background thread; return self."""
-        import http.server
-        import threading
-
-        class Server(http.server.ThreadingHTTPServer):
-            daemon_threads = True
-            # The listen backlog: 32 client threads connecting at once must not
-            # overflow it (the default 5 made 0.3 % of calls stall for 1-3 s).
-            request_queue_size = 128
-
-            def handle_error(self, request: object, client_address: object) -> None:
-                # A client that hangs up or sends garbage is a log line, not a traceback.
-                _logger_debug("emulator: connection from %s failed: %s", client_address, sys.exc_info()[1])
-
-        server = Server(("127.0.0.1", self._port), _emulator_handler(self))
+        server = _serve_in_background(self._port, _emulator_handler(self), "emulator")
         self._port = server.server_address[1]
         self._server = server
-        # A short poll: stop() returns within 50 ms instead of the default 0.5 s
-        # (most of the demo's time), for 20 idle wake-ups a second while serving.
-        serve = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="oauth1_etrade-emulator"
-        )
-        serve.daemon = True
-        serve.start()
         return self
 
     def stop(self) -> None:
@@ -4348,7 +4359,6 @@ def _callback_listener(
     another page).
     """
     import http.server
-    import threading
 
     class Callback(http.server.BaseHTTPRequestHandler):
         timeout = 10
@@ -4376,19 +4386,7 @@ def _callback_listener(
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002
             _logger_debug("login listener: " + format, *args)
 
-    class Listener(http.server.ThreadingHTTPServer):
-        daemon_threads = True
-
-        def handle_error(self, request: object, client_address: object) -> None:
-            _logger_debug("login listener: connection from %s failed", client_address)
-
-    listener = Listener(("127.0.0.1", port), Callback)
-    serve = threading.Thread(
-        target=listener.serve_forever, kwargs={"poll_interval": 0.05}, name="oauth1_etrade-login"
-    )
-    serve.daemon = True
-    serve.start()
-    return listener
+    return _serve_in_background(port, Callback, "login listener")
 
 
 def _read_pastes(answers: queue.Queue[tuple[str, str]]) -> None:
