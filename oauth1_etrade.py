@@ -1567,7 +1567,9 @@ def _open_own_file(path: str, flags: int, what: str) -> int:
     import os
     import stat
 
-    extra = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    extra = 0  # each where the platform has it (Windows has only O_BINARY: no text-mode reads)
+    for name in ("O_NOFOLLOW", "O_NONBLOCK", "O_CLOEXEC", "O_BINARY"):
+        extra |= getattr(os, name, 0)
     try:
         fd = os.open(path, flags | extra, 0o600)
     except FileNotFoundError:
@@ -2500,7 +2502,13 @@ def _parse_token_response(response: Response, action: str) -> dict[str, str]:
     except (UnicodeDecodeError, ValueError):
         fields = {}
     token, secret = fields.get("oauth_token"), fields.get("oauth_token_secret")
-    if not isinstance(token, str) or not isinstance(secret, str) or not token or not secret:
+    # A token is printable text (E*TRADE's are base64): one holding a control
+    # character could never be signed, and must not reach a header.
+    if not (
+        isinstance(token, str) and isinstance(secret, str) and token.isprintable() and secret.isprintable()
+    ):
+        token = secret = None
+    if not token or not secret:
         raise OAuthError(
             f"{action}: the answer of {_who_answered(response.url)} has no oauth_token and "
             "oauth_token_secret",

@@ -1339,6 +1339,12 @@ def test_error_bodies_map_to_errors(body, content_type, kind, problem):
 def test_token_response_without_tokens_is_an_oauth_error():
     with pytest.raises(oa.OAuthError, match="no oauth_token"):
         oa._parse_token_response(oa.Response(200, {}, b"hello"), "access token")
+    for hostile in (
+        b"oauth_token=a%0D%0AX-Injected:%201&oauth_token_secret=s",
+        b"oauth_token=t&oauth_token_secret=%1B",
+    ):
+        with pytest.raises(oa.OAuthError, match="no oauth_token"):  # never a token that cannot be signed
+            oa._parse_token_response(oa.Response(200, {}, hostile), "access token")
 
 
 @fuzz
@@ -1468,6 +1474,7 @@ def test_token_state_without_a_token_and_the_request_token_five_minutes():
     assert oa.request_token_time_left(request, START + 300) == 0  # E*TRADE: five minutes
     token = oa.Token("t", "s", START)
     assert token.used_at(START + 60).expires_at == token.expires_at == MIDNIGHT  # worked out once
+
 
 def test_token_repr_hides_the_secret():
     token = oa.Token("tok/en+value=", "s3cr3t-value", 1.0)
