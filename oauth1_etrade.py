@@ -1192,8 +1192,10 @@ _HTML_PATTERN = r"(?i)^\s*<(?:!doctype\s+html|html|head|title|body)\b"
 _HTML_MESSAGE_PATTERN = r"(?is)<b>\s*message\s*</b>\s*(?:<u>)?(.{0,2000}?)(?:</u>)?\s*</p>"
 _HTML_HEADING_PATTERN = r"(?is)<h1[^>]*>(.{0,2000}?)</h1>"
 _HTML_TAG_PATTERN = r"(?s)<[^>]{0,2000}>"
-_XML_CODE_PATTERN = r"(?is)<Error\b.{0,2000}?<code>([^<]{0,500})</code>"
-_XML_MESSAGE_PATTERN = r"(?is)<Error\b.{0,2000}?<message>([^<]{0,500})</message>"
+# E*TRADE's XML Error envelope, with or without a namespace prefix (<ns2:Error>).
+_XML_ERROR_PATTERN = r"(?i)<(?:[\w.-]{1,40}:)?Error\b"
+_XML_CODE_PATTERN = r"(?is)<(?:[\w.-]{1,40}:)?Error\b.{0,2000}?<(?:[\w.-]{1,40}:)?code>([^<]{0,500})<"
+_XML_MESSAGE_PATTERN = r"(?is)<(?:[\w.-]{1,40}:)?Error\b.{0,2000}?<(?:[\w.-]{1,40}:)?message>([^<]{0,500})<"
 # E*TRADE's rate-limit page: "Number of requests exceeded the rate limit set".
 _RATE_LIMIT_PATTERN = r"(?i)rate[ _-]?limit|too many requests"
 # Control characters (C0, DEL, C1), line and paragraph separators, and the
@@ -1252,7 +1254,7 @@ def _error_envelope(text: str) -> tuple[int | None, str | None]:
             error = None
         if isinstance(error, dict):
             code, message = error.get("code"), error.get("message")
-    elif "<error" in text.lower():
+    elif re.search(_XML_ERROR_PATTERN, text):
         found_code = re.search(_XML_CODE_PATTERN, text)
         found_message = re.search(_XML_MESSAGE_PATTERN, text)
         code = found_code.group(1).strip() if found_code else None

@@ -3162,12 +3162,16 @@ def test_every_recorded_etrade_answer_through_the_real_session(case):
         b"oauth_problem=token_rejected,oauth_problem_advice=log in",
         b'{"Error":{"code":10033,"message":"oauth_problem=token_rejected"}}',
         b"<Error><code>10033</code><message>oauth_problem=token_rejected</message></Error>",
+        b'<ns2:Error xmlns:ns2="http://etrade.com"><ns2:code>10033</ns2:code>'
+        b"<ns2:message>oauth_problem=token_rejected</ns2:message></ns2:Error>",
     ],
 )
 def test_the_problem_is_read_from_every_shape_of_answer(body):
     reading = oa._read_answer(401, {}, body)
     assert reading.problem == "token_rejected"
     assert not reading.rate_limited
+    if b"10033" in body:
+        assert reading.code == 10033
 
 
 def test_the_www_authenticate_header_is_read_first():
