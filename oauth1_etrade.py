@@ -152,8 +152,10 @@ class OAuthError(Exception):
     ``fields`` holds every problem-reporting field of the answer (e.g.
     ``oauth_acceptable_timestamps``); ``code`` and ``server_message`` are the
     ``code`` and ``message`` of E*TRADE's ``Error`` envelope (or the message
-    of its error page), or None. The message is one line and never contains
-    a secret.
+    of its error page), or None. ``summary`` is what happened, and ``advice``
+    names what to do about it (the message says both; the command line words
+    the advice its own way). The message is one line and never contains a
+    secret.
     """
 
     def __init__(
@@ -165,8 +167,12 @@ class OAuthError(Exception):
         code: int | None = None,
         server_message: str | None = None,
         fields: Mapping[str, str] | None = None,
+        summary: str | None = None,
+        advice: str | None = None,
     ):
         super().__init__(message)
+        self.summary = message if summary is None else summary
+        self.advice = advice
         self.status = status
         self.problem = problem
         self.code = code
@@ -1121,10 +1127,37 @@ def _rate_limits(changes: Mapping[str, tuple[int, int]] | None) -> dict[str, tup
     return limits
 
 
-# What to do when only a login helps, in the library's words; the command line
-# says "run: oauth1_etrade login" instead.
-_LOG_IN = "log in again (get_request_token, authorize_url, get_access_token)"
-_LOG_IN_FIRST = "log in first (get_request_token, authorize_url, get_access_token)"
+# What the user should do about a failure, in the library's words (the one
+# table: errors carry its key as .advice; the command line words some of them
+# as commands to run, _CLI_ADVICE).
+_ADVICE_WORDS: Mapping[str, str] = MappingProxyType(
+    {
+        "log in": "log in again (get_request_token, authorize_url, get_access_token)",
+        "log in first": "log in first (get_request_token, authorize_url, get_access_token)",
+        "renew": "renew the access token (renew_access_token)",
+        "get a request token": "call get_request_token() first",
+        "check the secrets": "check the consumer secret and token secret",
+        "check the clock": "check this machine's clock",
+        "nonce": (
+            "the provider saw this nonce before: a replayed request, or a nonce source that repeats "
+            "(not a clock problem)"
+        ),
+        "wait": "wait before calling again",
+        "check the key": "check the consumer key and the environment (sandbox or production)",
+        "check the verifier": "check the verifier code and try again, or start the login again",
+        # rasesh6/etrade-trading TROUBLESHOOTING.md: a callback other than oob on
+        # request_token gets HTTP 400 callback_rejected,oauth_acceptable_callback=oob.
+        "use oob": "E*TRADE accepts only oauth_callback=oob, even with a registered callback URL",
+    }
+)
+
+
+def _advised(kind: type[OAuthError], summary: str, advice: str | None, **details: Any) -> OAuthError:
+    """Return an error of ``kind`` whose message is ``summary`` and, in the library's words,
+    what to do (``advice``, a key of _ADVICE_WORDS)."""
+    message = f"{summary}; {_ADVICE_WORDS[advice]}" if advice else summary
+    return kind(message, summary=summary, advice=advice, **details)
+
 
 # oauth_problem -> the error a user can act on (OAuth problem reporting names,
 # as E*TRADE sends them with HTTP 400/401).
@@ -1153,31 +1186,23 @@ _ACCESS_TOKEN_PROBLEMS: Mapping[str, type[OAuthError]] = MappingProxyType(
     {**_PROBLEM_ERRORS, "token_rejected": VerifierInvalidError, "token_used": VerifierInvalidError}
 )
 
+# What to do about each error a provider's answer raises (keys of _ADVICE_WORDS).
 _ADVICE: Mapping[type[OAuthError], str] = MappingProxyType(
     {
-        TokenExpiredError: _LOG_IN,
-        TokenInactiveError: "renew the access token (renew_access_token)",
-        TokenRejectedError: _LOG_IN,
-        SignatureInvalidError: "check the consumer secret and token secret",
-        TimestampRefusedError: "check this machine's clock",
-        NonceUsedError: (
-            "the provider saw this nonce before: a replayed request, or a nonce source that repeats "
-            "(not a clock problem)"
-        ),
-        RateLimitError: "wait before calling again",
-        ConsumerKeyError: "check the consumer key and the environment (sandbox or production)",
-        VerifierInvalidError: "check the verifier code and try again, or start the login again",
+        TokenExpiredError: "log in",
+        TokenInactiveError: "renew",
+        TokenRejectedError: "log in",
+        SignatureInvalidError: "check the secrets",
+        TimestampRefusedError: "check the clock",
+        NonceUsedError: "nonce",
+        RateLimitError: "wait",
+        ConsumerKeyError: "check the key",
+        VerifierInvalidError: "check the verifier",
     }
 )
 
 # Problems whose advice does not follow from the error class alone.
-_PROBLEM_ADVICE: Mapping[str, str] = MappingProxyType(
-    {
-        # rasesh6/etrade-trading TROUBLESHOOTING.md: a callback other than oob on
-        # request_token gets HTTP 400 callback_rejected,oauth_acceptable_callback=oob.
-        "callback_rejected": "E*TRADE accepts only oauth_callback=oob, even with a registered callback URL",
-    }
-)
+_PROBLEM_ADVICE: Mapping[str, str] = MappingProxyType({"callback_rejected": "use oob"})
 
 
 # Patterns for answers, compiled on first use (re caches them): the module's
@@ -2480,8 +2505,6 @@ def _error_from(
     if reading.message and (problem is None or problem not in reading.message):
         message += f": {reading.message}"
     advice = _PROBLEM_ADVICE.get(problem or "") or _ADVICE.get(kind)
-    if advice:
-        message += f"; {advice}"
     details: dict[str, Any] = {
         "status": response.status,
         "problem": problem,
@@ -2490,11 +2513,10 @@ def _error_from(
         "fields": reading.fields,
     }
     if kind is RateLimitError:
-        retry_after = _retry_after(response.headers)
-        if retry_after is not None:
-            message += f" (Retry-After: {retry_after:g} s)"
-        return RateLimitError(message, retry_after=retry_after, **details)
-    return kind(message, **details)
+        details["retry_after"] = _retry_after(response.headers)
+        if details["retry_after"] is not None:
+            message += f" (Retry-After: {details['retry_after']:g} s)"
+    return _advised(kind, message, advice, **details)
 
 
 def _parse_token_response(response: Response, action: str) -> dict[str, str]:
@@ -2717,19 +2739,19 @@ class ETradeSession:
         """
         token = self._access_token or self._stored_replacement(None)
         if token is None:
-            raise LoginRequiredError(f"no access token: {_LOG_IN_FIRST}")
+            raise _advised(LoginRequiredError, "no access token", "log in first")
         now = self.now()
         if token_state(token, now) == EXPIRED:
             token = self._stored_replacement(token) or token
             if token_state(token, now) == EXPIRED:
-                raise TokenExpiredError(
-                    f"the access token expired at midnight US Eastern (E*TRADE: Get Access Token); {_LOG_IN}"
+                raise _advised(
+                    TokenExpiredError,
+                    "the access token expired at midnight US Eastern (E*TRADE: Get Access Token)",
+                    "log in",
                 )
         if token_state(token, now) == IDLE:
             if not self.auto_renew:
-                raise TokenInactiveError(
-                    "the access token is inactive after 2 idle hours; call renew_access_token() first"
-                )
+                raise _advised(TokenInactiveError, "the access token is inactive after 2 idle hours", "renew")
             return self._renew_once(token)
         return token
 
@@ -2958,7 +2980,7 @@ class ETradeSession:
         ``key`` and ``token`` are percent-encoded: request tokens hold "/", "+" and "=".
         """
         if self._request_token is None:
-            raise OAuthError("no request token: call get_request_token() first")
+            raise _advised(OAuthError, "no request token", "get a request token")
         key, token = percent_encode(self.consumer_key), percent_encode(self._request_token.token)
         return f"{self.authorize_base}?key={key}&token={token}"
 
@@ -2971,7 +2993,7 @@ class ETradeSession:
         verifier = _verifier_from(verifier)
         request_token = self._request_token
         if request_token is None:
-            raise OAuthError("no request token: call get_request_token() first")
+            raise _advised(OAuthError, "no request token", "get a request token")
         if request_token_time_left(request_token, self.now()) <= 0:
             self._request_token = None
             raise TokenExpiredError(
@@ -3000,15 +3022,17 @@ class ETradeSession:
         """
         token = self._access_token or self._stored_replacement(None)
         if token is None:
-            raise LoginRequiredError(f"no access token to renew: {_LOG_IN_FIRST}")
+            raise _advised(LoginRequiredError, "no access token to renew", "log in first")
         with self._renew_lock:
             self._renew(token)
 
     def _renew(self, token: Token) -> None:
         """Send Renew Access Token for ``token``, then mark it used and save it."""
         if token_state(token, self.now()) == EXPIRED:
-            raise TokenExpiredError(
-                f"the access token expired at midnight US Eastern; renew cannot help: {_LOG_IN}"
+            raise _advised(
+                TokenExpiredError,
+                "the access token expired at midnight US Eastern; renew cannot help",
+                "log in",
             )
         self._call(
             "GET", self.oauth_base + _OAUTH_PATHS["renew_access_token"], "renew access token", token=token
@@ -4148,18 +4172,17 @@ class _CliError(Exception):
         self.status = status
 
 
+# The advice the command line words as a command to run (the rest as the library does).
+_CLI_ADVICE: Mapping[str, str] = MappingProxyType(
+    {"log in": "login", "log in first": "login", "renew": "renew", "get a request token": "login"}
+)
+
+
 def _cli_words(error: BaseException, prog: str) -> str:
-    """Return an error's message with the library's advice put as commands to run."""
-    text = str(error)
-    for library, command in (
-        (_LOG_IN, _run(prog, "login")),
-        (_LOG_IN_FIRST, _run(prog, "login")),
-        ("call renew_access_token() first", _run(prog, "renew")),
-        ("renew the access token (renew_access_token)", _run(prog, "renew")),
-        ("call get_request_token() first", _run(prog, "login")),
-    ):
-        text = text.replace(library, command)
-    return text
+    """Return an error's message with its advice as the command to run, where there is one."""
+    if isinstance(error, OAuthError) and error.advice in _CLI_ADVICE:
+        return f"{error.summary}; {_run(prog, _CLI_ADVICE[str(error.advice)])}"
+    return str(error)
 
 
 def _terminal_safe(text: str) -> str:

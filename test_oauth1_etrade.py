@@ -4125,7 +4125,7 @@ def test_cli_end_to_end_against_serve(served, tmp_path):
     assert revoke.returncode == 0 and "revoked" in revoke.stdout
     after = cli(env, "get", "/v1/accounts/list.json", "--api-base", served)
     assert after.returncode == 3  # a browser login is needed
-    assert after.stderr == f"oauth1_etrade get: no access token: run: {PROG} login\n"
+    assert after.stderr == f"oauth1_etrade get: no access token; run: {PROG} login\n"
     assert cli(env, "status", "--api-base", served).returncode == 3
 
 
@@ -4333,6 +4333,33 @@ def test_the_cron_example_works_as_written_after_pip_install(tmp_path):
             ["sh", "-c", cron], capture_output=True, encoding="utf-8", env=env, timeout=60
         )
         assert renewed.stdout == "The access token is renewed.\n" and renewed.returncode == 0, renewed.stderr
+
+
+@pytest.mark.parametrize(
+    "kind, advice, in_code, at_the_command_line",
+    [
+        (oa.TokenExpiredError, "log in", "log in again (get_request_token,", "run: oauth1-etrade login"),
+        (
+            oa.TokenInactiveError,
+            "renew",
+            "renew the access token (renew_access_token)",
+            "run: oauth1-etrade renew",
+        ),
+        (
+            oa.TimestampRefusedError,
+            "check the clock",
+            "check this machine's clock",
+            "check this machine's clock",
+        ),
+    ],
+)
+def test_one_advice_table_worded_by_the_library_and_the_command_line(
+    kind, advice, in_code, at_the_command_line
+):
+    error = oa._advised(kind, "what happened", advice, status=401)
+    assert (error.summary, error.advice, error.status) == ("what happened", advice, 401)
+    assert str(error) == f"what happened; {oa._ADVICE_WORDS[advice]}" and in_code in str(error)
+    assert oa._cli_words(error, "oauth1-etrade") == f"what happened; {at_the_command_line}"
 
 
 def test_response_reads_like_requests_and_httpx():
