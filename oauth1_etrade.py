@@ -15,8 +15,10 @@ The file in three parts, each readable without the next:
         sign and verify
         known answers (the selftest)
     Part II. The E*TRADE client
-        endpoints and rules, token lifetime, token store,
-        transport (http.client, kept alive), session, adapters for urllib, requests and httpx
+        endpoints and rules (rate limits, what E*TRADE's answers say and what to do),
+        token lifetime (token_state), token store (safe in shared folders),
+        transport (http.client, kept alive, proxies, pacing), session,
+        adapters for urllib, requests and httpx
     Part III. Tools that nothing above needs
         offline E*TRADE emulator, command line
 
