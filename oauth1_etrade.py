@@ -1227,7 +1227,8 @@ _XML_MESSAGE_PATTERN = r"(?is)<(?:[\w.-]{1,40}:)?Error\b.{0,2000}?<(?:[\w.-]{1,4
 _RATE_LIMIT_PATTERN = r"(?i)rate[ _-]?limit|too many requests"
 # Control characters (C0, DEL, C1), line and paragraph separators, and the
 # bidirectional overrides that make text read other than it is (CVE-2021-42574).
-_DETAIL_UNSAFE_PATTERN = r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]+"
+_UNSAFE_BUT_TAB_AND_LF = r"\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069"
+_DETAIL_UNSAFE_PATTERN = f"[\t\n{_UNSAFE_BUT_TAB_AND_LF}]+"
 #: How much of an error answer is read for its problem and message.
 _ANSWER_READ_LIMIT = 16384
 
@@ -4194,8 +4195,7 @@ def _terminal_safe(text: str) -> str:
     overrides could retitle, clear or overwrite the user's terminal
     (CVE-2021-25743 in kubectl; CVE-2021-42574).
     """
-    unsafe = r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]"
-    return re.sub(unsafe, lambda m: f"\\u{ord(m.group()):04x}", text)
+    return re.sub(f"[{_UNSAFE_BUT_TAB_AND_LF}]", lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def _masked_secret(label: str, secret: str) -> str:
