@@ -67,6 +67,9 @@ __all__ = [
     "RateLimitError",
     "TransportError",
     "TokenFileError",
+    "UsageError",
+    "InvalidValueError",
+    "InvalidTypeError",
     # RFC 5849 core
     "percent_encode",
     "base_string_uri",
@@ -241,10 +244,25 @@ class TokenFileError(OAuthError, ValueError):
     not safe to use; the message names the file. Also a ValueError, as it always was."""
 
 
+class UsageError(OAuthError):
+    """The module was called in a way it cannot serve, and nothing was sent: a wrong argument,
+    or a step out of order (an authorize URL before a request token). Fix the call."""
+
+
+class InvalidValueError(UsageError, ValueError):
+    """An argument's value is wrong (an empty key, a URL that is not http(s), a header with a
+    line break); the message names the argument. Also a ValueError, which callers catch."""
+
+
+class InvalidTypeError(UsageError, TypeError):
+    """An argument has the wrong type; the message names it and the type received (as
+    CPython's hmac does). Also a TypeError, which callers catch."""
+
+
 def _require_str(label: str, value: object) -> str:
     """Return ``value`` if it is a str, else raise a TypeError naming ``label``."""
     if not isinstance(value, str):
-        raise TypeError(f"{label}: expected str, but got {type(value).__name__!r}")
+        raise InvalidTypeError(f"{label}: expected str, but got {type(value).__name__!r}")
     return value
 
 
@@ -256,7 +274,7 @@ def _has_controls(text: str) -> bool:
 def _reject_controls(label: str, value: str) -> None:
     """Raise ValueError if ``value`` holds CR, LF or NUL (header injection)."""
     if _has_controls(value):
-        raise ValueError(f"{label} contains a CR, LF or NUL character; refusing to sign it")
+        raise InvalidValueError(f"{label} contains a CR, LF or NUL character; refusing to sign it")
 
 
 def _require_texts(labels: Sequence[str], values: Sequence[object], required: int) -> None:
@@ -283,7 +301,7 @@ def _reject_encoded_controls(label: str, encoded: str) -> None:
     LF was encoded: one scan of the joined text checks every parameter at once.
     """
     if "%0" in encoded and ("%0D" in encoded or "%0A" in encoded or "%00" in encoded):
-        raise ValueError(f"{label} contains a CR, LF or NUL character; refusing to sign it")
+        raise InvalidValueError(f"{label} contains a CR, LF or NUL character; refusing to sign it")
 
 
 # ---- §3.6 Percent encoding ----
@@ -308,13 +326,13 @@ def percent_encode(value: str | bytes) -> str:
         try:
             data = value.encode("utf-8")  # §3.6 item 1: text is encoded as UTF-8 octets
         except UnicodeEncodeError as exc:
-            raise ValueError(
+            raise InvalidValueError(
                 f"percent_encode: text is not valid Unicode (lone surrogate at index {exc.start})"
             ) from None
     elif isinstance(value, (bytes, bytearray)):
         data = bytes(value)
     else:
-        raise TypeError(f"percent_encode: expected str or bytes, but got {type(value).__name__!r}")
+        raise InvalidTypeError(f"percent_encode: expected str or bytes, but got {type(value).__name__!r}")
     # §3.6 item 2: the unreserved characters MUST NOT be encoded. Deleting them
     # leaves the bytes to escape, found in one C pass (callgrind: 20 times
     # cheaper per character than a 256-entry str.translate table).
@@ -401,7 +419,7 @@ def _port_of(parts: object) -> int | None:
     try:
         return parts.port  # type: ignore[attr-defined, no-any-return]
     except ValueError:
-        raise ValueError("url: port is not a number from 0 to 65535") from None
+        raise InvalidValueError("url: port is not a number from 0 to 65535") from None
 
 
 def base_string_uri(url: str) -> str:
@@ -420,7 +438,7 @@ def base_string_uri(url: str) -> str:
     # 1. The scheme and host MUST be in lowercase.
     scheme = parts.scheme.lower()
     if scheme not in DEFAULT_PORTS:
-        raise ValueError(f"url: scheme must be http or https, not {parts.scheme!r}")
+        raise InvalidValueError(f"url: scheme must be http or https, not {parts.scheme!r}")
     netloc = parts.netloc
     if "@" in netloc or "[" in netloc or "%" in netloc:  # userinfo, IPv6, a zone: urlsplit's parser
         host, port = parts.hostname, _port_of(parts)
@@ -434,13 +452,13 @@ def base_string_uri(url: str) -> str:
         else:
             port = _port_of(parts)  # not a number: urlsplit's error
     if not host:
-        raise ValueError("url: has no host")
+        raise InvalidValueError("url: has no host")
     if ":" in host:
         host = f"[{host}]"  # RFC 3986 §3.2.2: an IPv6 literal stays in brackets
     # 3. The port MUST be included if it is not the default port for the scheme.
     if port is not None and port != DEFAULT_PORTS[scheme]:
         if port > 65535:
-            raise ValueError("url: port is not a number from 0 to 65535")
+            raise InvalidValueError("url: port is not a number from 0 to 65535")
         host = f"{host}:{port}"
     # 2. The host and port values MUST match the content of the HTTP Host header.
     # (The URL the request is sent to gives both.) An empty path is "/" (RFC 3986 §6.2.3).
@@ -470,7 +488,7 @@ def normalize_parameters(params: Iterable[tuple[Text, Text]]) -> str:
     try:
         names, values = zip(*pairs)
     except (TypeError, ValueError):
-        raise TypeError("normalize_parameters: expected (name, value) pairs") from None
+        raise InvalidTypeError("normalize_parameters: expected (name, value) pairs") from None
     # 1. First, the name and value of each parameter are encoded (Section 3.6).
     #    (All in one call: names, then values.)
     encoded = _percent_encode_each(names + values)
@@ -507,14 +525,14 @@ def _field_pairs(label: str, fields: object) -> list[tuple[str, str]]:
     elif isinstance(fields, (list, tuple)):
         items = fields
     else:
-        raise TypeError(
+        raise InvalidTypeError(
             f"{label}: expected str, bytes, a mapping or a list of (name, value) pairs, "
             f"but got {type(fields).__name__!r}"
         )
     pairs = []
     for item in items:
         if not isinstance(item, tuple) or len(item) != 2:
-            raise TypeError(f"{label}: each field must be a (name, value) pair")
+            raise InvalidTypeError(f"{label}: each field must be a (name, value) pair")
         name, value = item
         pairs.append((_require_str(f"{label} field name", name), _require_str(f"{label} field value", value)))
     return pairs
@@ -536,11 +554,11 @@ def _body_parameters(body: object, content_type: str | None) -> list[Param]:
             try:
                 body = bytes(body).decode("utf-8")
             except UnicodeDecodeError:
-                raise ValueError("body: a form-encoded body must be UTF-8 text") from None
+                raise InvalidValueError("body: a form-encoded body must be UTF-8 text") from None
         _reject_controls("body", body)
         return _parse_form(body)
     if content_type is not None and not _is_form(content_type):
-        raise ValueError(
+        raise InvalidValueError(
             f"body: fields given as pairs are form fields; their content type must be {FORM_CONTENT_TYPE}"
         )
     return _field_pairs("body", body)  # type: ignore[return-value]
@@ -564,7 +582,7 @@ def signature_base_string(method: str, url: str, params: Iterable[tuple[Text, Te
     _require_str("method", method)
     _reject_controls("method", method)
     if not method:
-        raise ValueError("method: must not be empty")
+        raise InvalidValueError("method: must not be empty")
     uri = base_string_uri(url)
     # §3.4.1.3.1: the parameters from the header or body (params), then the
     # query (item 1), decoded as a form (item 2); "oauth_signature" MUST be
@@ -637,11 +655,11 @@ def _signature_function(signature_method: str) -> Callable[[str, str], str]:
     except KeyError:
         pass
     if signature_method == "RSA-SHA1":
-        raise ValueError(
+        raise InvalidValueError(
             "signature_method: RSA-SHA1 (RFC 5849 §3.4.3) needs an RSA key library, "
             "which is outside this standard-library-only module; E*TRADE accepts HMAC-SHA1 only"
         )
-    raise ValueError(
+    raise InvalidValueError(
         f"signature_method: unsupported {signature_method!r}; use one of {', '.join(SIGNATURE_METHODS)}"
     )
 
@@ -709,7 +727,7 @@ def _quote_realm(realm: str) -> str:
     _require_str("realm", realm)
     _reject_controls("realm", realm)
     if re.search(r"[\x00-\x08\x0a-\x1f\x7f]", realm):
-        raise ValueError(
+        raise InvalidValueError(
             "realm contains a control character; a quoted-string cannot hold it (RFC 7230 §3.2.6)"
         )
     return '"' + realm.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -740,10 +758,10 @@ def authorization_header(
     encoded = _percent_encode_each(texts)
     names, values = encoded[0::2], encoded[1::2]
     if "realm" in names:
-        raise ValueError("authorization_header: pass realm as realm=, not as a parameter")
+        raise InvalidValueError("authorization_header: pass realm as realm=, not as a parameter")
     if len(set(names)) != len(names):
         twice = next(name for name in names if names.count(name) > 1)
-        raise ValueError(f"authorization_header: parameter {twice!r} given twice (RFC 5849 §3.1)")
+        raise InvalidValueError(f"authorization_header: parameter {twice!r} given twice (RFC 5849 §3.1)")
     # 1. Parameter names and values are encoded per Parameter Encoding (Section 3.6).
     # 2. Each parameter's name is immediately followed by an "=" character
     #    (ASCII code 61), a '"' character (ASCII code 34), the parameter value
@@ -766,7 +784,7 @@ def _decode_header_text(name: str, text: str) -> str:
     try:
         return unquote(text, errors="strict")
     except UnicodeDecodeError:
-        raise ValueError(f"Authorization header: {name!r} is not percent-encoded UTF-8") from None
+        raise InvalidValueError(f"Authorization header: {name!r} is not percent-encoded UTF-8") from None
 
 
 def _auth_param_problem(value: str, pos: int) -> str:
@@ -802,7 +820,7 @@ def parse_authorization_header(value: str) -> dict[str, str]:
     _require_str("Authorization header", value)
     match = re.match(_SCHEME, value)
     if not match:
-        raise ValueError("Authorization header: the scheme is not 'OAuth'")
+        raise InvalidValueError("Authorization header: the scheme is not 'OAuth'")
     separator, auth_param = re.compile(_SEPARATOR), re.compile(_AUTH_PARAM)
     result: dict[str, str] = {}
     pos, end = match.end(), len(value)
@@ -812,16 +830,16 @@ def parse_authorization_header(value: str) -> dict[str, str]:
             return result
         param = auth_param.match(value, pos)
         if not param:
-            raise ValueError(f"Authorization header: {_auth_param_problem(value, pos)}")
+            raise InvalidValueError(f"Authorization header: {_auth_param_problem(value, pos)}")
         pos = param.end()
         if pos < end and value[pos] != ",":
             what = "an unterminated quoted value" if value[pos] == '"' else "a missing ','"
-            raise ValueError(f"Authorization header: {what} at character {pos}")
+            raise InvalidValueError(f"Authorization header: {what} at character {pos}")
         raw_name, quoted, bare = param.groups()
         raw_value = bare if quoted is None else re.sub(_UNQUOTE, r"\1", quoted)
         name = _decode_header_text(raw_name, raw_name)
         if name in result:
-            raise ValueError(f"Authorization header: parameter {name!r} appears twice (RFC 5849 §3.1)")
+            raise InvalidValueError(f"Authorization header: parameter {name!r} appears twice (RFC 5849 §3.1)")
         result[name] = raw_value if name == "realm" else _decode_header_text(name, raw_value)
 
 
@@ -941,7 +959,7 @@ def verify_request(
         given = params["oauth_signature"]
         signature_method = params["oauth_signature_method"]
     except KeyError as exc:
-        raise ValueError(f"{where}: {exc.args[0]} is missing") from None
+        raise InvalidValueError(f"{where}: {exc.args[0]} is missing") from None
     if not isinstance(given, str) or not isinstance(signature_method, str):
         return False
     # (signature_base_string leaves oauth_signature and the header's realm out, §3.4.1.3.1.)
@@ -1115,16 +1133,20 @@ def _rate_limits(changes: Mapping[str, tuple[int, int]] | None) -> dict[str, tup
     if changes is None:
         return limits
     if not isinstance(changes, Mapping):
-        raise TypeError(f"rate_limits: expected a mapping, but got {type(changes).__name__!r}")
+        raise InvalidTypeError(f"rate_limits: expected a mapping, but got {type(changes).__name__!r}")
     for module, pair in changes.items():
         if module not in limits:
-            raise ValueError(f"rate_limits: unknown module {module!r}; expected one of {sorted(limits)}")
+            raise InvalidValueError(
+                f"rate_limits: unknown module {module!r}; expected one of {sorted(limits)}"
+            )
         if (
             not isinstance(pair, tuple)
             or len(pair) != 2
             or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in pair)
         ):
-            raise ValueError(f"rate_limits[{module!r}]: expected (per second, per hour), two positive ints")
+            raise InvalidValueError(
+                f"rate_limits[{module!r}]: expected (per second, per hour), two positive ints"
+            )
         limits[module] = pair
     return limits
 
@@ -1702,7 +1724,7 @@ class TokenStore:
     def __init__(self, path: str | None = None, *, lock_timeout: float = LOCK_TIMEOUT):
         self.path = default_token_path() if path is None else _require_str("path", path)
         if not isinstance(lock_timeout, (int, float)) or not 0 <= lock_timeout < 3600:
-            raise ValueError("lock_timeout: expected seconds, 0 to 3600")
+            raise InvalidValueError("lock_timeout: expected seconds, 0 to 3600")
         self.lock_timeout = float(lock_timeout)
 
     def __repr__(self) -> str:
@@ -1952,9 +1974,9 @@ def _check_base(label: str, url: str) -> str:
     _reject_controls(label, url)
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{label}: expected an http(s) URL with a host")
+        raise InvalidValueError(f"{label}: expected an http(s) URL with a host")
     if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        raise ValueError(f"{label}: plain http is allowed only to this machine (loopback); use https")
+        raise InvalidValueError(f"{label}: plain http is allowed only to this machine (loopback); use https")
     return url.rstrip("/")
 
 
@@ -2193,9 +2215,9 @@ def _checked_ssl_context(context: object) -> ssl.SSLContext | None:
     import ssl
 
     if not isinstance(context, ssl.SSLContext):
-        raise TypeError(f"ssl_context: expected ssl.SSLContext, but got {type(context).__name__!r}")
+        raise InvalidTypeError(f"ssl_context: expected ssl.SSLContext, but got {type(context).__name__!r}")
     if context.verify_mode != ssl.CERT_REQUIRED or not context.check_hostname:
-        raise ValueError(
+        raise InvalidValueError(
             "ssl_context: must verify certificates and host names (CERT_REQUIRED, check_hostname); "
             "TLS verification cannot be switched off"
         )
@@ -2213,9 +2235,9 @@ class _Proxy:
             parts = urlsplit(text)
             port = parts.port or 80
         except ValueError:
-            raise ValueError(f"{label}: not a proxy URL") from None
+            raise InvalidValueError(f"{label}: not a proxy URL") from None
         if parts.scheme != "http" or not parts.hostname or re.search(r"[\x00-\x20\x7f]", text):
-            raise ValueError(
+            raise InvalidValueError(
                 f"{label}: expected http://[user:password@]host:port (a TLS proxy is not supported)"
             )
         self.host, self.port = parts.hostname, port
@@ -2564,10 +2586,10 @@ def _verifier_from(verifier: str) -> str:
     if query is not None:
         found = [v for n, v in query if n == "oauth_verifier" and isinstance(v, str)]
         if not found:
-            raise ValueError("verifier: the URL has no oauth_verifier parameter")
+            raise InvalidValueError("verifier: the URL has no oauth_verifier parameter")
         verifier = found[0]
     if not verifier:
-        raise ValueError("verifier: empty")
+        raise InvalidValueError("verifier: empty")
     _reject_controls("verifier", verifier)
     return verifier
 
@@ -2633,11 +2655,11 @@ class ETradeSession:
 
         _require_texts(("consumer_key", "consumer_secret"), (consumer_key, consumer_secret), required=2)
         if not consumer_key or not consumer_secret:
-            raise ValueError("consumer_key and consumer_secret must not be empty")
+            raise InvalidValueError("consumer_key and consumer_secret must not be empty")
         if (token is None) != (token_secret is None):
-            raise ValueError("token and token_secret go together: give both or neither")
+            raise InvalidValueError("token and token_secret go together: give both or neither")
         if not isinstance(timeout, (int, float)) or timeout <= 0:
-            raise ValueError("timeout: expected a positive number of seconds")
+            raise InvalidValueError("timeout: expected a positive number of seconds")
         self.consumer_key = consumer_key
         self._consumer_secret = consumer_secret
         self.sandbox = bool(sandbox)
@@ -2661,7 +2683,7 @@ class ETradeSession:
         self._renews_done = 0
         self._renew_error: OAuthError | None = None
         if not isinstance(trust_env, bool):
-            raise TypeError(f"trust_env: expected bool, but got {type(trust_env).__name__!r}")
+            raise InvalidTypeError(f"trust_env: expected bool, but got {type(trust_env).__name__!r}")
         explicit_proxy = None if proxy is None else _Proxy(_require_str("proxy", proxy), "proxy")
         self._pool = _Pool(_checked_ssl_context(ssl_context), explicit_proxy, trust_env)
         self._pacer = _Pacer(_rate_limits(rate_limits) if pace else {})
@@ -2713,7 +2735,7 @@ class ETradeSession:
     @request_token.setter
     def request_token(self, token: Token | None) -> None:
         if token is not None and not isinstance(token, Token):
-            raise TypeError(f"request_token: expected Token or None, but got {type(token).__name__!r}")
+            raise InvalidTypeError(f"request_token: expected Token or None, but got {type(token).__name__!r}")
         self._request_token = token
 
     def token_status(self) -> dict[str, Any]:
@@ -2983,7 +3005,7 @@ class ETradeSession:
         ``key`` and ``token`` are percent-encoded: request tokens hold "/", "+" and "=".
         """
         if self._request_token is None:
-            raise _advised(OAuthError, "no request token", "get a request token")
+            raise _advised(UsageError, "no request token", "get a request token")
         key, token = percent_encode(self.consumer_key), percent_encode(self._request_token.token)
         return f"{self.authorize_base}?key={key}&token={token}"
 
@@ -2996,7 +3018,7 @@ class ETradeSession:
         verifier = _verifier_from(verifier)
         request_token = self._request_token
         if request_token is None:
-            raise _advised(OAuthError, "no request token", "get a request token")
+            raise _advised(UsageError, "no request token", "get a request token")
         if request_token_time_left(request_token, self.now()) <= 0:
             self._request_token = None
             raise TokenExpiredError(
@@ -3047,7 +3069,7 @@ class ETradeSession:
         """End the access token (E*TRADE: Revoke Access Token) and forget it, in the store too."""
         token = self._access_token
         if token is None:
-            raise OAuthError("no access token to revoke")
+            raise UsageError("no access token to revoke")
         self._call(
             "GET", self.oauth_base + _OAUTH_PATHS["revoke_access_token"], "revoke access token", token=token
         )
@@ -3143,7 +3165,7 @@ class ETradeSession:
     def _body_bytes(body: object, json_value: object, headers: dict[str, str]) -> bytes | None:
         """Return the body to send and set its Content-Type in ``headers``."""
         if body is not None and json_value is not None:
-            raise ValueError("give body or json, not both")
+            raise InvalidValueError("give body or json, not both")
         has_type = any(k.lower() == "content-type" for k in headers)
         if json_value is not None:
             import json
@@ -3441,7 +3463,7 @@ def _check_callback_url(url: str) -> str:
     _require_str("callback_url", url)
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname or re.search(r"[\x00-\x20\x7f]", url):
-        raise ValueError(
+        raise InvalidValueError(
             "callback_url: expected an absolute http(s) URL without spaces or control characters, "
             f"not {_one_line(url, 80)!r}"
         )
@@ -3781,7 +3803,7 @@ class Emulator:
         import threading
 
         if idle_problem not in self.IDLE_PROBLEMS:
-            raise ValueError(f"idle_problem: expected one of {', '.join(self.IDLE_PROBLEMS)}")
+            raise InvalidValueError(f"idle_problem: expected one of {', '.join(self.IDLE_PROBLEMS)}")
         self.consumer_key = consumer_key
         self.consumer_secret = consumer_secret or _random_token()
         self.callback_url = None if callback_url is None else _check_callback_url(callback_url)

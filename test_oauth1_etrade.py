@@ -315,8 +315,41 @@ def test_core_error_messages(call, kind, message):
     ],
 )
 def test_non_str_input_is_a_type_error(call):
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError) as error:
         call()
+    # raised on purpose: in the family, so `except OAuthError` and main() see it
+    assert isinstance(error.value, oa.InvalidTypeError) and isinstance(error.value, oa.UsageError)
+    assert isinstance(error.value, oa.OAuthError)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: oa.percent_encode("a\udc80"),
+        lambda: oa.base_string_uri("ftp://e.com/"),
+        lambda: oa.parse_authorization_header("Basic abc"),
+        lambda: oa.signature("base", "s", signature_method="RSA-SHA1"),
+        lambda: oa.sign_request("GET", "https://e.com/", consumer_key="k\n", consumer_secret="s"),
+        lambda: oa.ETradeSession("", "s"),
+        lambda: oa.ETradeSession("k", "s", api_base="http://example.com"),
+        lambda: oa.ETradeSession("k", "s", rate_limits={"nope": (1, 1)}),
+        lambda: oa.TokenStore(lock_timeout=-1),
+        lambda: oa.Emulator(idle_problem="nope"),
+    ],
+)
+def test_bad_values_are_value_errors_in_the_family(call):
+    with pytest.raises(ValueError) as error:
+        call()
+    assert isinstance(error.value, oa.InvalidValueError) and isinstance(error.value, oa.OAuthError)
+
+
+def test_a_step_out_of_order_is_a_usage_error_not_a_provider_answer():
+    session = oa.ETradeSession("k", "s", api_base="http://127.0.0.1:9")
+    for step in (session.authorize_url, lambda: session.get_access_token("CODE"), session.revoke_access_token):
+        with pytest.raises(oa.UsageError) as error:
+            step()
+        assert error.value.status is None and error.value.problem is None
+        assert not isinstance(error.value, (ValueError, TypeError))
 
 
 # ---- §3.6 Percent encoding ----
