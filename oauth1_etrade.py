@@ -1566,6 +1566,487 @@ def request_token_time_left(token: Token, now: float) -> float:
     return token.issued_at + REQUEST_TOKEN_LIFETIME - now
 
 
+# ---- E*TRADE: answers as values (no I/O) ----
+
+
+class Response:
+    """An HTTP response: ``status`` (also ``status_code``), ``headers`` (case-insensitive),
+    ``body`` (bytes), ``text`` (the body as UTF-8) and ``json()``."""
+
+    __slots__ = ("body", "headers", "status", "url")
+
+    def __init__(self, status: int, headers: Mapping[str, str], body: bytes, url: str = ""):
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.url = url
+
+    @property
+    def status_code(self) -> int:
+        """The HTTP status, under the name requests and httpx use."""
+        return self.status
+
+    @property
+    def text(self) -> str:
+        """The body decoded as UTF-8 (undecodable bytes replaced)."""
+        return self.body.decode("utf-8", errors="replace")
+
+    def json(self, **kwargs: Any) -> Any:
+        """Return the body parsed as JSON, or None when there is no body (E*TRADE answers an
+        empty collection with 204 and no body).
+
+        Keyword arguments go to json.loads, e.g. ``parse_float=decimal.Decimal`` for prices.
+        """
+        import json
+
+        return json.loads(self.body, **kwargs) if self.body.strip() else None
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {len(self.body)} bytes>"
+
+
+def _is_loopback(host: str) -> bool:
+    """Return whether ``host`` names this machine (localhost or a loopback address)."""
+    if host == "localhost":
+        return True
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_base(label: str, url: str) -> str:
+    """Return a base URL without a trailing "/"; https, or http to a loopback host only."""
+    _require_str(label, url)
+    _reject_controls(label, url)
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidValueError(f"{label}: expected an http(s) URL with a host")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise InvalidValueError(f"{label}: plain http is allowed only to this machine (loopback); use https")
+    return url.rstrip("/")
+
+
+def _display_url(url: str) -> str:
+    """Return the URL without its query, for messages."""
+    return url.partition("?")[0]
+
+
+def _wire_url(url: str) -> str:
+    """Return ``url`` with what a request line cannot carry percent-encoded (UTF-8), once.
+
+    RFC 9112 §3.2 and RFC 3986 §3.3-3.4: a path and query are pchar, "/" and
+    "?"; a space or "é" is not ("Apple Inc" becomes "Apple%20Inc"). "%" is
+    kept, so an escape already there stays as it is. The URL is signed as it
+    is sent, so the base string (§3.4.1.2, which escapes the same way) and the
+    bytes on the wire agree. The fragment is never sent.
+    """
+    parts = urlsplit(url.partition("#")[0])
+    path = _url_quote(parts.path, safe=_PATH_SAFE)
+    query = _url_quote(parts.query, safe=_PATH_SAFE + "?")
+    return f"{parts.scheme}://{parts.netloc}{path}" + (f"?{query}" if query else "")
+
+
+def _who_answered(url: str) -> str:
+    """Return "E*TRADE" for E*TRADE's hosts, else "the server" (an emulator, a proxy)."""
+    host = urlsplit(url).hostname or ""
+    return "E*TRADE" if host == "etrade.com" or host.endswith(".etrade.com") else "the server"
+
+
+def _error_from(
+    response: Response, action: str, problems: Mapping[str, type[OAuthError]] = _PROBLEM_ERRORS
+) -> OAuthError:
+    """Return the OAuthError for a non-2xx answer: its class from what the answer says
+    (_read_answer), E*TRADE's own words and what to do in the message."""
+    reading = _read_answer(response.status, response.headers, response.body)
+    problem = reading.problem
+    kind = RateLimitError if reading.rate_limited else problems.get(problem or "", OAuthError)
+    message = f"{action}: {_who_answered(response.url)} answered HTTP {response.status}"
+    if problem:
+        message += f" ({problem})"
+    if reading.code is not None:
+        message += f" with error code {reading.code}"
+    if reading.message and (problem is None or problem not in reading.message):
+        message += f": {reading.message}"
+    advice = _PROBLEM_ADVICE.get(problem or "") or _ADVICE.get(kind)
+    details: dict[str, Any] = {
+        "status": response.status,
+        "problem": problem,
+        "code": reading.code,
+        "server_message": reading.message,
+        "fields": reading.fields,
+    }
+    if kind is RateLimitError:
+        details["retry_after"] = _retry_after(response.headers)
+        if details["retry_after"] is not None:
+            message += f" (Retry-After: {details['retry_after']:g} s)"
+    return _advised(kind, message, advice, **details)
+
+
+def _parse_token_response(response: Response, action: str) -> dict[str, str]:
+    """Return the fields of a form-encoded token response, or raise OAuthError."""
+    try:
+        fields = dict(_parse_form(response.body.decode("ascii")))
+    except (UnicodeDecodeError, ValueError):
+        fields = {}
+    token, secret = fields.get("oauth_token"), fields.get("oauth_token_secret")
+    # A token is printable text (E*TRADE's are base64): one holding a control
+    # character could never be signed, and must not reach a header.
+    if not (
+        isinstance(token, str) and isinstance(secret, str) and token.isprintable() and secret.isprintable()
+    ):
+        token = secret = None
+    if not token or not secret:
+        raise OAuthError(
+            f"{action}: the answer of {_who_answered(response.url)} has no oauth_token and "
+            "oauth_token_secret",
+            status=response.status,
+        )
+    return {k: v for k, v in fields.items() if isinstance(k, str) and isinstance(v, str)}
+
+
+def _callback_query(text: str) -> list[Param] | None:
+    """Return the query pairs of a callback URL, a "/path?query", or text holding
+    "oauth_verifier="; None for anything else (a bare verifier code)."""
+    if "://" in text or "?" in text:
+        return _parse_form(urlsplit(text).query)
+    if "oauth_verifier=" in text:
+        return _parse_form(text)
+    return None
+
+
+def _verifier_from(verifier: str) -> str:
+    """Return the verifier code, taken from a pasted callback URL when given one."""
+    verifier = _require_str("verifier", verifier).strip()
+    query = _callback_query(verifier)
+    if query is not None:
+        found = [v for n, v in query if n == "oauth_verifier" and isinstance(v, str)]
+        if not found:
+            raise InvalidValueError("verifier: the URL has no oauth_verifier parameter")
+        verifier = found[0]
+    if not verifier:
+        raise InvalidValueError("verifier: empty")
+    _reject_controls("verifier", verifier)
+    return verifier
+
+
+# ---- E*TRADE: one call, decided from values (no sockets, files, locks or clock) ----
+#
+# As h11 keeps every state rule in one place with no I/O, the decisions of one
+# call live here: which token state allows a call, what an answer means, and
+# whether the request may go once more. ETradeSession (below) is the driver:
+# it owns the sockets, the store, the locks and the clock, and asks this part.
+
+
+#: Methods that may be sent a second time (RFC 9110 §9.2.2 idempotent, and
+#: safe): only these are resent when a kept-alive connection turns out dead.
+#: An order (POST, PUT, DELETE) is never sent twice.
+RESENDABLE_METHODS = frozenset({"GET", "HEAD"})
+
+# What a call does next: the steps _CallCore gives its driver.
+_RETURN = "return the answer"
+_RESEND_STALE = "resend on a new connection"
+_RETRY_AT_SERVER_CLOCK = "send again at the server's clock"
+_RESEND_WITH_NEW_TOKEN = "send again with a renewed or newer token"
+
+# Refusals for the token alone (E*TRADE: Get Access Token, "Token lifespan").
+_TOKEN_REFUSALS = (TokenInactiveError, TokenRejectedError, TokenExpiredError)
+
+
+def _environment_of(api_base: str) -> str:
+    """Return "production" or "sandbox" for E*TRADE's API hosts, else "custom" (an emulator, a proxy)."""
+    return {PRODUCTION_API_BASE: "production", SANDBOX_API_BASE: "sandbox"}.get(api_base, "custom")
+
+
+def _token_report(token: Token | None, now: float) -> dict[str, Any]:
+    """Return an access token's age, idle time, expiry and whether a renew is due at ``now``."""
+    if token is None:
+        return {"access_token": False}
+    state = token_state(token, now)
+    return {
+        "access_token": True,
+        "issued_at": token.issued_at,
+        "age": now - token.issued_at,
+        "idle": now - token.last_used,
+        "expires_at": token.expires_at,
+        "expires_in": token.expires_at - now,
+        "expired": state == EXPIRED,
+        "renew_due": state == IDLE,
+    }
+
+
+def _renew_first(token: Token | None, now: float, auto_renew: bool) -> bool:
+    """Return whether an API call at ``now`` must renew ``token`` first; raise if it cannot use it.
+
+    E*TRADE: Get Access Token, "Token lifespan": no token or one past midnight
+    US Eastern needs a login; an idle one (two hours without a request) is
+    renewed, or with ``auto_renew`` off raises TokenInactiveError.
+    """
+    state = token_state(token, now)
+    if state == MISSING:
+        raise _advised(LoginRequiredError, "no access token", "log in first")
+    if state == EXPIRED:
+        raise _advised(
+            TokenExpiredError,
+            "the access token expired at midnight US Eastern (E*TRADE: Get Access Token)",
+            "log in",
+        )
+    if state == IDLE and not auto_renew:
+        raise _advised(TokenInactiveError, "the access token is inactive after 2 idle hours", "renew")
+    return state == IDLE
+
+
+def _exchangeable_request_token(token: Token | None, now: float) -> Token:
+    """Return the request token if it may still be exchanged for an access token at ``now``.
+
+    E*TRADE: Get Request Token, "the request token expires after five minutes".
+    """
+    if token is None:
+        raise _advised(UsageError, "no request token", "get a request token")
+    if request_token_time_left(token, now) <= 0:
+        raise TokenExpiredError(
+            "the request token is older than 5 minutes (E*TRADE: request tokens expire after five "
+            "minutes); start the login again"
+        )
+    return token
+
+
+def _check_renewable(token: Token, now: float) -> None:
+    """Raise TokenExpiredError if ``token`` is past midnight US Eastern at ``now``: renewing
+    cannot bring it back (E*TRADE: Renew Access Token renews an inactive token only)."""
+    if token_state(token, now) == EXPIRED:
+        raise _advised(
+            TokenExpiredError, "the access token expired at midnight US Eastern; renew cannot help", "log in"
+        )
+
+
+def _maybe_sent(method: str) -> str:
+    """Return the warning for a failed request that must not be sent again, or ""."""
+    if method in RESENDABLE_METHODS:
+        return ""
+    return f"; the {method} may or may not have reached the server, and it was not sent again"
+
+
+def _redirect_error(where: str, response: Response) -> TransportError:
+    """Return the error for a 3xx answer: a signed request is valid for its own URL only, and
+    its Authorization header must not travel to another host, so it is never followed."""
+    try:
+        host = urlsplit(response.headers.get("Location", "")).hostname
+    except ValueError:  # a malformed Location ("http://[/x")
+        host = None
+    return TransportError(
+        f"{where} was redirected to {_one_line(host or 'elsewhere', 100)}; signed requests are not followed",
+        status=response.status,
+    )
+
+
+class _CallCore:
+    """The decisions of one signed call, taken from values alone: the retry rules in one place.
+
+    It holds the request (method, URL, body, headers, the answer's size
+    ``limit``, and the OAuth parameters of the token endpoints). The driver
+    signs and sends it, then reports what happened: ``answered``
+    with the answer, ``stale`` when a kept-alive connection was found dead
+    before any byte of the answer, or ``failed`` when no complete answer
+    came. The core returns the next step (_RETURN the answer, or one
+    further exchange) or raises the error. A call makes at most two
+    exchanges, and the second is one of three, each sent only because the
+    first provably was not executed:
+
+    - _RESEND_STALE, a GET or HEAD on a new connection: the server closed
+      the kept-alive one before answering (urllib3 retries the same way). A
+      GET changes nothing (RFC 9110 §9.2.2); a POST may have arrived, so
+      it is not resent.
+    - _RETRY_AT_SERVER_CLOCK, after timestamp_refused (E*TRADE: the
+      timestamp must be within five minutes of its clock), at the offset
+      the answer shows (``new_offset``), or at the one another thread
+      learned since this request was signed.
+    - _RESEND_WITH_NEW_TOKEN, API calls only, after a refusal for the token
+      (token_inactive, token_rejected, or token_expired: E*TRADE does not
+      document what an idle token gets, REAL-ANSWERS). ``may_renew`` says
+      whether renewing may help (``auto_renew`` on, and the token not past
+      this session's midnight); ``refusal`` is the error to raise if no
+      other token can be had.
+    """
+
+    def __init__(
+        self,
+        method: str,
+        url: str,
+        action: str,
+        *,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        limit: int = MAX_TOKEN_RESPONSE,
+        problems: Mapping[str, type[OAuthError]] = _PROBLEM_ERRORS,
+        api: bool = False,
+        oauth: Mapping[str, str] | None = None,
+    ):
+        # The request, as every exchange of the call sends it (signed anew each time).
+        self.method, self.url, self.body, self.limit = method, url, body, limit
+        self.headers = dict(headers or {})
+        self.content_type = next((v for k, v in self.headers.items() if k.lower() == "content-type"), None)
+        self.oauth = dict(oauth or {})  # oauth_callback or oauth_verifier, as sign_request's keywords
+        self.where = f"{method} {_display_url(url)}"
+        self.action = action
+        self.problems = problems
+        self.api = api
+        self.exchanges = 1
+        self.clock_confirmed = False  # the server took this call's timestamp
+        self.new_offset = 0.0
+        self.may_renew = False
+        self.refusal: OAuthError | None = None
+
+    def authorization(
+        self, consumer_key: str, consumer_secret: str, token: Token | None, timestamp: str
+    ) -> str:
+        """Return the Authorization header for one exchange of the call (sign_request)."""
+        return sign_request(
+            self.method, self.url,
+            consumer_key=consumer_key, consumer_secret=consumer_secret,
+            token=token.token if token else None, token_secret=token.secret if token else "",
+            body=self.body, content_type=self.content_type, timestamp=timestamp, **self.oauth,
+        )  # fmt: skip
+
+    def _one_more(self) -> bool:
+        """Count a further exchange if the call has made only one; return whether it may."""
+        if self.exchanges >= 2:
+            return False
+        self.exchanges += 1
+        return True
+
+    def stale(self) -> str:
+        """Return _RESEND_STALE, or raise: the kept-alive connection was dead before any answer."""
+        if self.method in RESENDABLE_METHODS and self._one_more():
+            return _RESEND_STALE
+        raise TransportError(
+            f"{self.where} failed: the server closed the kept-alive connection{_maybe_sent(self.method)}"
+        )
+
+    def failed(self, reason: str) -> TransportError:
+        """Return the error for an exchange that got no complete answer: never sent again."""
+        return TransportError(f"{reason}{_maybe_sent(self.method)}")
+
+    def answered(
+        self,
+        response: Response,
+        *,
+        offset_used: float,
+        offset_now: float,
+        local_time: float,
+        token: Token | None,
+        auto_renew: bool,
+    ) -> str:
+        """Return _RETURN for a 2xx answer, or a further exchange; raise the answer's error otherwise.
+
+        ``offset_used`` is the clock offset the request was signed with,
+        ``offset_now`` the session's offset now, ``local_time`` the local
+        clock now, ``token`` the token the request was signed with.
+        """
+        if 300 <= response.status < 400:
+            raise _redirect_error(self.where, response)
+        if 200 <= response.status < 300:
+            self.clock_confirmed = True
+            return _RETURN
+        error = _error_from(response, self.action, self.problems)
+        self.clock_confirmed = error.problem != "timestamp_refused"
+        if not self.clock_confirmed:
+            offset = (
+                offset_now
+                if offset_now != offset_used
+                else _server_clock_offset(error.fields, response.headers, local_time)
+            )
+            if offset is not None and self._one_more():
+                self.new_offset = offset
+                return _RETRY_AT_SERVER_CLOCK
+        elif self.api and isinstance(error, _TOKEN_REFUSALS) and token is not None and self._one_more():
+            self.refusal = error
+            self.may_renew = auto_renew and token_state(token, local_time + offset_now) != EXPIRED
+            return _RESEND_WITH_NEW_TOKEN
+        raise error
+
+
+def _check_session_options(
+    consumer_key: object,
+    consumer_secret: object,
+    token: object,
+    token_secret: object,
+    timeout: object,
+    trust_env: object,
+) -> None:
+    """Raise InvalidValueError or InvalidTypeError for ETradeSession options that cannot work."""
+    _require_texts(("consumer_key", "consumer_secret"), (consumer_key, consumer_secret), required=2)
+    if not consumer_key or not consumer_secret:
+        raise InvalidValueError("consumer_key and consumer_secret must not be empty")
+    if (token is None) != (token_secret is None):
+        raise InvalidValueError("token and token_secret go together: give both or neither")
+    if not isinstance(timeout, (int, float)) or timeout <= 0:
+        raise InvalidValueError("timeout: expected a positive number of seconds")
+    if not isinstance(trust_env, bool):
+        raise InvalidTypeError(f"trust_env: expected bool, but got {type(trust_env).__name__!r}")
+
+
+def _given_token(
+    token: str, secret: str, issued_at: float | None, last_used: float | None, now: float
+) -> Token:
+    """Return the access token an application passed in: issued now unless ``issued_at`` says
+    otherwise, and last used now (or at ``issued_at``, if later) unless ``last_used`` is given."""
+    issued = now if issued_at is None else issued_at
+    return Token(token, secret, issued, max(now, issued) if last_used is None else last_used)
+
+
+def _request_body(body: object, json_value: object, headers: dict[str, str]) -> bytes | None:
+    """Return the body to send for an API call and set its Content-Type in ``headers``."""
+    if body is not None and json_value is not None:
+        raise InvalidValueError("give body or json, not both")
+    has_type = any(k.lower() == "content-type" for k in headers)
+    if json_value is not None:
+        import json
+
+        if not has_type:
+            headers["Content-Type"] = "application/json"
+        return json.dumps(json_value).encode()
+    if body is None:
+        return None
+    if isinstance(body, str):
+        return body.encode()
+    if isinstance(body, (bytes, bytearray)):
+        return bytes(body)
+    fields = _field_pairs("body", body)
+    if not has_type:
+        headers["Content-Type"] = FORM_CONTENT_TYPE
+    return _form_encode(fields).encode()
+
+
+def _api_request(
+    api_base: str,
+    path_or_url: str,
+    params: object,
+    body: object,
+    json_value: object,
+    given: Mapping[str, str] | None,
+) -> tuple[str, bytes | None, dict[str, str]]:
+    """Return the URL, body and headers of an API call (see ETradeSession.request), checked."""
+    _require_str("path_or_url", path_or_url)
+    _reject_controls("path_or_url", path_or_url)  # refused, never encoded into the request
+    if path_or_url.startswith("/"):
+        url = api_base + path_or_url
+    else:
+        url = path_or_url
+        _check_base("url", url.partition("?")[0])
+    if params is not None:
+        query = _form_encode(_field_pairs("params", params))
+        if query:
+            url += ("&" if "?" in url else "?") + query
+    headers = dict(given or {})
+    for name, value in headers.items():
+        _reject_controls(f"header {name!r}", _require_str("header value", value))
+        _reject_controls("header name", _require_str("header name", name))
+    return _wire_url(url), _request_body(body, json_value, headers), headers
+
+
 # ---- E*TRADE: token store (JSON file, mode 0600, atomic writes) ----
 
 
@@ -1920,97 +2401,17 @@ class TokenStore:
 # ---- E*TRADE: transport at the edge (http.client, kept alive) ----
 
 
-class Response:
-    """An HTTP response: ``status`` (also ``status_code``), ``headers`` (case-insensitive),
-    ``body`` (bytes), ``text`` (the body as UTF-8) and ``json()``."""
-
-    __slots__ = ("body", "headers", "status", "url")
-
-    def __init__(self, status: int, headers: Mapping[str, str], body: bytes, url: str = ""):
-        self.status = status
-        self.headers = headers
-        self.body = body
-        self.url = url
-
-    @property
-    def status_code(self) -> int:
-        """The HTTP status, under the name requests and httpx use."""
-        return self.status
-
-    @property
-    def text(self) -> str:
-        """The body decoded as UTF-8 (undecodable bytes replaced)."""
-        return self.body.decode("utf-8", errors="replace")
-
-    def json(self, **kwargs: Any) -> Any:
-        """Return the body parsed as JSON, or None when there is no body (E*TRADE answers an
-        empty collection with 204 and no body).
-
-        Keyword arguments go to json.loads, e.g. ``parse_float=decimal.Decimal`` for prices.
-        """
-        import json
-
-        return json.loads(self.body, **kwargs) if self.body.strip() else None
-
-    def __repr__(self) -> str:
-        return f"<Response {self.status} {len(self.body)} bytes>"
-
-
-def _is_loopback(host: str) -> bool:
-    """Return whether ``host`` names this machine (localhost or a loopback address)."""
-    if host == "localhost":
-        return True
-    import ipaddress
-
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _check_base(label: str, url: str) -> str:
-    """Return a base URL without a trailing "/"; https, or http to a loopback host only."""
-    _require_str(label, url)
-    _reject_controls(label, url)
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidValueError(f"{label}: expected an http(s) URL with a host")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        raise InvalidValueError(f"{label}: plain http is allowed only to this machine (loopback); use https")
-    return url.rstrip("/")
-
-
-def _display_url(url: str) -> str:
-    """Return the URL without its query, for messages."""
-    return url.partition("?")[0]
-
-
-def _wire_url(url: str) -> str:
-    """Return ``url`` with what a request line cannot carry percent-encoded (UTF-8), once.
-
-    RFC 9112 §3.2 and RFC 3986 §3.3-3.4: a path and query are pchar, "/" and
-    "?"; a space or "é" is not ("Apple Inc" becomes "Apple%20Inc"). "%" is
-    kept, so an escape already there stays as it is. The URL is signed as it
-    is sent, so the base string (§3.4.1.2, which escapes the same way) and the
-    bytes on the wire agree. The fragment is never sent.
-    """
-    parts = urlsplit(url.partition("#")[0])
-    path = _url_quote(parts.path, safe=_PATH_SAFE)
-    query = _url_quote(parts.query, safe=_PATH_SAFE + "?")
-    return f"{parts.scheme}://{parts.netloc}{path}" + (f"?{query}" if query else "")
-
-
-#: Methods that may be sent a second time (RFC 9110 §9.2.2 idempotent, and
-#: safe): only these are resent when a kept-alive connection turns out dead.
-#: An order (POST, PUT, DELETE) is never sent twice.
-RESENDABLE_METHODS = frozenset({"GET", "HEAD"})
-
 #: Idle connections kept per host; more than this are closed when returned.
 MAX_IDLE_CONNECTIONS = 10
 
 
 class _StaleConnection(Exception):
     """A reused connection failed before any byte of the answer came back."""
+
+
+class _NoAnswer(Exception):
+    """An exchange got no complete answer (the message says why and where); whether the
+    request may have been executed is the caller's to say (_CallCore.failed)."""
 
 
 class _TimedReads(io.RawIOBase):
@@ -2176,13 +2577,6 @@ class _Pacer:
             self._in_flight[module] -= 1
             self._answered[module].append(time.monotonic())
             self._changed.notify_all()
-
-
-def _maybe_sent(method: str) -> str:
-    """Return the warning for a failed request that must not be sent again, or ""."""
-    if method in RESENDABLE_METHODS:
-        return ""
-    return f"; the {method} may or may not have reached the server, and it was not sent again"
 
 
 def _read_body(answer: http.client.HTTPResponse, limit: int, where: str) -> bytes:
@@ -2452,12 +2846,12 @@ class _Pool:
         """Send one request on a kept-alive connection and return the answer, whatever its status.
 
         ``timeout`` bounds the whole exchange: connect, TLS, send, status line,
-        headers and body. Redirects are not followed: a signed request is
-        valid for its own URL only, and the Authorization header must not
-        travel to another host. A reused connection that fails before any byte
-        of the answer raises _StaleConnection (the caller decides whether the
-        request may be sent again); other failures without a complete HTTP
-        answer raise TransportError. ``fresh`` opens a new connection.
+        headers and body. A 3xx is an answer like any other (never followed
+        here). A reused connection that fails before any byte of the answer
+        raises _StaleConnection; any other failure without a complete answer
+        raises _NoAnswer; an answer too large or cut short in its body
+        raises TransportError. Whether the request may go again is not the
+        pool's to say. ``fresh`` opens a new connection.
         """
         import http.client
         import socket
@@ -2475,155 +2869,210 @@ class _Pool:
             connection.request(method, target, body=body, headers=dict(headers))
             answer = connection.getresponse()
             if timed.reader is not None and timed.reader.cut:
-                raise TransportError(f"{where}: the answer was cut off in its headers{_maybe_sent(method)}")
+                raise _NoAnswer(f"{where}: the answer was cut off in its headers")
             data = _read_body(answer, limit, where)
-        except (OSError, http.client.HTTPException, ValueError, TransportError) as exc:
+        except (OSError, http.client.HTTPException, ValueError, TransportError, _NoAnswer) as exc:
             if connection is not None:
                 self.discard(connection)
+            if isinstance(exc, (TransportError, _NoAnswer)):
+                raise
             # socket.timeout is TimeoutError from Python 3.10 on; a distinct class in 3.9.
             timed_out = isinstance(exc, (TimeoutError, socket.timeout))
-            if reused and timed.received == 0 and not timed_out and not isinstance(exc, TransportError):
+            if reused and timed.received == 0 and not timed_out:
                 raise _StaleConnection(where) from None
-            if isinstance(exc, TransportError):
-                raise
             _logger_debug("%s %s -> no answer (%s)", method, url, type(exc).__name__)
             reason = (
                 f"timed out: no complete answer within the timeout ({timeout:g} s)"
                 if timed_out
                 else _one_line(str(exc) or type(exc).__name__)
             )
-            raise TransportError(f"{where} failed: {reason}{_maybe_sent(method)}") from None
+            raise _NoAnswer(f"{where} failed: {reason}") from None
         self.give_back(origin, connection)
         _logger_debug("%s %s -> %s (Authorization: OAuth <redacted>)", method, url, answer.status)
-        if 300 <= answer.status < 400:
-            try:
-                target_host = urlsplit(answer.msg.get("Location", "")).hostname
-            except ValueError:  # a malformed Location ("http://[/x")
-                target_host = None
-            raise TransportError(
-                f"{where} was redirected to {_one_line(target_host or 'elsewhere', 100)}; "
-                "signed requests are not followed",
-                status=answer.status,
-            )
         return Response(answer.status, answer.msg, data, url)  # type: ignore[arg-type]  # a Message reads as a mapping
 
 
-def _who_answered(url: str) -> str:
-    """Return "E*TRADE" for E*TRADE's hosts, else "the server" (an emulator, a proxy)."""
-    host = urlsplit(url).hostname or ""
-    return "E*TRADE" if host == "etrade.com" or host.endswith(".etrade.com") else "the server"
+# ---- E*TRADE: the session, the driver (sockets, store, locks, clock) ----
 
 
-def _error_from(
-    response: Response, action: str, problems: Mapping[str, type[OAuthError]] = _PROBLEM_ERRORS
-) -> OAuthError:
-    """Return the OAuthError for a non-2xx answer: its class from what the answer says
-    (_read_answer), E*TRADE's own words and what to do in the message."""
-    reading = _read_answer(response.status, response.headers, response.body)
-    problem = reading.problem
-    kind = RateLimitError if reading.rate_limited else problems.get(problem or "", OAuthError)
-    message = f"{action}: {_who_answered(response.url)} answered HTTP {response.status}"
-    if problem:
-        message += f" ({problem})"
-    if reading.code is not None:
-        message += f" with error code {reading.code}"
-    if reading.message and (problem is None or problem not in reading.message):
-        message += f": {reading.message}"
-    advice = _PROBLEM_ADVICE.get(problem or "") or _ADVICE.get(kind)
-    details: dict[str, Any] = {
-        "status": response.status,
-        "problem": problem,
-        "code": reading.code,
-        "server_message": reading.message,
-        "fields": reading.fields,
-    }
-    if kind is RateLimitError:
-        details["retry_after"] = _retry_after(response.headers)
-        if details["retry_after"] is not None:
-            message += f" (Retry-After: {details['retry_after']:g} s)"
-    return _advised(kind, message, advice, **details)
+class _AccessTokens:
+    """The session's access token, shared by its threads, and by processes through a TokenStore.
 
+    The locking half of E*TRADE's token rules (the rules themselves are
+    token_state and _renew_first): one renew for all threads, the others
+    waiting for it and taking its outcome; no token regression, a request
+    that finishes after a login or revoke never bringing the old token back;
+    and before a renew or a "log in again", the store read for a newer token
+    another process saved. The renew's network call is the session's,
+    passed in as ``renew``; ``now`` is the session's clock.
+    """
 
-def _parse_token_response(response: Response, action: str) -> dict[str, str]:
-    """Return the fields of a form-encoded token response, or raise OAuthError."""
-    try:
-        fields = dict(_parse_form(response.body.decode("ascii")))
-    except (UnicodeDecodeError, ValueError):
-        fields = {}
-    token, secret = fields.get("oauth_token"), fields.get("oauth_token_secret")
-    # A token is printable text (E*TRADE's are base64): one holding a control
-    # character could never be signed, and must not reach a header.
-    if not (
-        isinstance(token, str) and isinstance(secret, str) and token.isprintable() and secret.isprintable()
-    ):
-        token = secret = None
-    if not token or not secret:
-        raise OAuthError(
-            f"{action}: the answer of {_who_answered(response.url)} has no oauth_token and "
-            "oauth_token_secret",
-            status=response.status,
-        )
-    return {k: v for k, v in fields.items() if isinstance(k, str) and isinstance(v, str)}
+    def __init__(self, store: TokenStore | None, consumer_key: str, api_base: str, token: Token | None):
+        import threading
 
+        self.store, self._key, self._api_base = store, consumer_key, api_base
+        self.current = token if token is not None or store is None else store.load(consumer_key, api_base)
+        # Short critical sections only (the token); never held during I/O.
+        self._lock = threading.Lock()
+        # Held during the one renew that other threads must wait for.
+        self.renew_lock = threading.Lock()
+        self.renews_done = 0
+        self._renew_error: OAuthError | None = None
 
-# ---- E*TRADE: the session ----
+    def usable(self, now: Callable[[], float], auto_renew: bool, renew: Callable[[Token], None]) -> Token:
+        """Return the token for an API call, renewed first when idle; raise if there is none or it expired."""
+        token = self.current
+        try:
+            renew_first = _renew_first(token, now(), auto_renew)
+        except LoginRequiredError:
+            token = self.stored_replacement(token)  # another process may have logged in
+            if token is None:
+                raise
+            renew_first = _renew_first(token, now(), auto_renew)
+        assert token is not None  # noqa: S101 (_renew_first raised for a missing one)
+        return self.renew_once(token, now, renew) if renew_first else token
 
+    def after_refusal(
+        self,
+        call: _CallCore,
+        token: Token,
+        renews_seen: int,
+        now: Callable[[], float],
+        renew: Callable[[Token], None],
+    ) -> Token:
+        """Return the token to send a call refused for its token with (_RESEND_WITH_NEW_TOKEN), or raise.
 
-def _callback_query(text: str) -> list[Param] | None:
-    """Return the query pairs of a callback URL, a "/path?query", or text holding
-    "oauth_verifier="; None for anything else (a bare verifier code)."""
-    if "://" in text or "?" in text:
-        return _parse_form(urlsplit(text).query)
-    if "oauth_verifier=" in text:
-        return _parse_form(text)
-    return None
+        A newer token that another process saved is used; else, when renewing
+        may help, the token is renewed once for all threads (E*TRADE's sample
+        clients also try renew before asking for a login). A failed renew
+        raises its own error (log in again).
+        """
+        assert call.refusal is not None  # noqa: S101 (set with _RESEND_WITH_NEW_TOKEN)
+        stored = self.stored_replacement(token)
+        if stored is not None:
+            _logger_debug("%s; using the newer access token another process saved", call.refusal.problem)
+            return stored
+        if not call.may_renew:
+            raise call.refusal
+        _logger_debug("%s; renewing the access token once, then sending again", call.refusal.problem)
+        return self.renew_once(token, now, renew, renews_seen)
 
+    def renew_once(
+        self,
+        token: Token,
+        now: Callable[[], float],
+        renew: Callable[[Token], None],
+        renews_seen: int | None = None,
+    ) -> Token:
+        """Renew a token once for all threads; return the token to use.
 
-def _verifier_from(verifier: str) -> str:
-    """Return the verifier code, taken from a pasted callback URL when given one."""
-    verifier = _require_str("verifier", verifier).strip()
-    query = _callback_query(verifier)
-    if query is not None:
-        found = [v for n, v in query if n == "oauth_verifier" and isinstance(v, str)]
-        if not found:
-            raise InvalidValueError("verifier: the URL has no oauth_verifier parameter")
-        verifier = found[0]
-    if not verifier:
-        raise InvalidValueError("verifier: empty")
-    _reject_controls("verifier", verifier)
-    return verifier
+        The first thread renews while holding the renew lock; threads that
+        waited for it take its outcome: the renewed token, or a copy of its
+        error. No other lock is held during the network call. Without
+        ``renews_seen`` the token is idle here (renewed unless someone renewed
+        it since); with it, the server refused the token: it is renewed
+        unless a renew finished after ``renews_seen`` was read.
+        """
+        import copy
+
+        refused = renews_seen is not None
+        renews_seen = self.renews_done if renews_seen is None else renews_seen
+        with self.renew_lock:
+            current = self.current
+            if self.renews_done != renews_seen:  # another thread renewed (or failed) meanwhile
+                if self._renew_error is not None:
+                    raise copy.copy(self._renew_error)
+                if refused and current is not None:
+                    return current
+            if current is not None and (
+                not current.same_as(token) or not refused and token_state(current, now()) == ACTIVE
+            ):
+                return current  # replaced (login, load) or renewed by another thread
+            stored = self.stored_replacement(token)
+            if stored is not None and (refused or token_state(stored, now()) == ACTIVE):
+                return stored  # another process renewed or logged in
+            error: OAuthError | None = None
+            try:
+                renew(token)
+            except OAuthError as exc:
+                error = exc
+                raise
+            finally:
+                self._renew_error = error
+                self.renews_done += 1
+            return self.current or token
+
+    def stored_replacement(self, token: Token | None) -> Token | None:
+        """Return a newer access token another process saved in the store, now the session's; or None.
+
+        Newer: another token issued later (a login), or the same token used
+        later (a renew or a call).
+        """
+        if self.store is None:
+            return None
+        stored = self.store.load(self._key, self._api_base)
+        if stored is None or token is not None and not stored.newer_than(token):
+            return None
+        with self._lock:
+            current = self.current
+            if current is None or token is None or current.same_as(token) or stored.newer_than(current):
+                self.current = stored
+        return stored
+
+    def replace(self, token: Token) -> None:
+        """Make ``token`` (a new login's) the session's token, and save it."""
+        with self._lock:
+            self.current = token
+        self.save()
+
+    def touch(self, token: Token, now: float) -> None:
+        """Record that ``token`` was used at ``now``, if it is still the session's token."""
+        with self._lock:
+            current = self.current
+            if current is not None and current.same_as(token) and now > current.last_used:
+                self.current = current.used_at(now)
+
+    def save(self) -> None:
+        """Save the session's token to the store, if there is one."""
+        token = self.current
+        if self.store is not None and token is not None:
+            self.store.save(self._key, self._api_base, token)
+
+    def forget(self, token: Token) -> None:
+        """Forget a revoked token, here and in the store (a newer one stays)."""
+        with self._lock:
+            if self.current is not None and self.current.same_as(token):
+                self.current = None
+        if self.store is not None:
+            self.store.delete(self._key, self._api_base, token=token)
 
 
 class ETradeSession:
     """An E*TRADE OAuth 1.0a session: login, signed API calls, token lifetime.
 
     API calls go to ``api_base`` (production https://api.etrade.com, sandbox
-    https://apisb.etrade.com); /oauth/* to ``oauth_base`` (``api_base`` when
-    that is given, else https://api.etrade.com in both environments, as
-    E*TRADE's sample client does); the user authorizes at ``authorize_base``.
+    https://apisb.etrade.com; ``environment`` says "production", "sandbox"
+    or "custom"); /oauth/* to ``oauth_base`` (``api_base`` when that is
+    given, else https://api.etrade.com in both environments, as E*TRADE's
+    sample client does); the user authorizes at ``authorize_base``.
 
-    The session knows E*TRADE's token rules: an access token expires at the
-    next midnight US Eastern (then it raises TokenExpiredError without a
-    network call), and after two idle hours it is renewed before the next call
-    (``auto_renew=False`` raises TokenInactiveError instead). On
-    timestamp_refused it takes the offset from the answer, retries once and
-    keeps the offset. ``clock`` replaces time.time (for tests and the demo);
-    ``store`` (a TokenStore) loads and saves the access token; ``trace`` is
-    called with (method, url, Authorization header, Response) after each
-    exchange, to watch the protocol (the header holds no secret).
+    The synchronous driver of E*TRADE's rules: token_state and _renew_first
+    say whether a token may be used (expired: TokenExpiredError with no
+    network call; idle: renewed first, or TokenInactiveError with
+    ``auto_renew=False``), _CallCore what an answer means and whether a
+    request goes once more; this class signs, sends through a pool of
+    kept-alive connections (_Pool: ``ssl_context``, ``proxy``,
+    ``trust_env``, ``timeout`` per exchange), paces requests to E*TRADE's
+    rate limits (``pace``, ``rate_limits``), keeps the clock offset, and
+    keeps the token with _AccessTokens (``store``, a TokenStore shared by
+    processes). ``clock`` replaces time.time; ``trace`` is called with
+    (method, url, Authorization header, Response) after each exchange.
 
-    Transport: HTTP/1.1 on http.client, connections kept alive in a pool that
-    all threads of the session share (see _Pool); ``ssl_context`` is used for
-    every HTTPS connection (default: one ssl.create_default_context(), made
-    on first use; verification cannot be switched off). ``timeout`` bounds
-    each whole exchange. ``close()``, or ``with``, closes the connections.
-
-    Threads: one session may be shared by any number of threads. The idle
-    renew happens once (the others wait for it), a finishing request never
-    brings back a token that a login or revoke replaced, and threads refused
-    for clock skew learn one offset. No lock is held during network I/O but
-    the renew's. Processes sharing a TokenStore: before renewing, and before
-    "log in again", the session reads the store for a newer token.
+    Threads: one session may be shared by any number. One renew serves them
+    all, threads refused for clock skew learn one offset, and no lock is held
+    during network I/O but the renew's and, until the server first accepts a
+    timestamp, the first exchange's. ``close()``, or ``with``, closes the
+    connections.
     """
 
     def __init__(
@@ -2653,13 +3102,7 @@ class ETradeSession:
         import threading
         import weakref
 
-        _require_texts(("consumer_key", "consumer_secret"), (consumer_key, consumer_secret), required=2)
-        if not consumer_key or not consumer_secret:
-            raise InvalidValueError("consumer_key and consumer_secret must not be empty")
-        if (token is None) != (token_secret is None):
-            raise InvalidValueError("token and token_secret go together: give both or neither")
-        if not isinstance(timeout, (int, float)) or timeout <= 0:
-            raise InvalidValueError("timeout: expected a positive number of seconds")
+        _check_session_options(consumer_key, consumer_secret, token, token_secret, timeout, trust_env)
         self.consumer_key = consumer_key
         self._consumer_secret = consumer_secret
         self.sandbox = bool(sandbox)
@@ -2667,6 +3110,7 @@ class ETradeSession:
         self.api_base = _check_base("api_base", api_base or default_api)
         self.oauth_base = _check_base("oauth_base", oauth_base or (self.api_base if api_base else OAUTH_BASE))
         self.authorize_base = _check_base("authorize_base", authorize_base or AUTHORIZE_URL)
+        self.environment = _environment_of(self.api_base)
         self.timeout = float(timeout)
         self.auto_renew = auto_renew
         self.store = store
@@ -2675,15 +3119,7 @@ class ETradeSession:
         self._clock = clock or time.time
         self._request_token: Token | None = None
         self.callback_confirmed = False
-        self._access_token: Token | None = None
-        # Short critical sections only (token, clock offset); never held during I/O.
-        self._lock = threading.Lock()
-        # Held during the one renew that other threads must wait for.
-        self._renew_lock = threading.Lock()
-        self._renews_done = 0
-        self._renew_error: OAuthError | None = None
-        if not isinstance(trust_env, bool):
-            raise InvalidTypeError(f"trust_env: expected bool, but got {type(trust_env).__name__!r}")
+        self._offset_lock = threading.Lock()  # threads refused together learn one offset
         explicit_proxy = None if proxy is None else _Proxy(_require_str("proxy", proxy), "proxy")
         self._pool = _Pool(_checked_ssl_context(ssl_context), explicit_proxy, trust_env)
         self._pacer = _Pacer(_rate_limits(rate_limits) if pace else {})
@@ -2695,20 +3131,15 @@ class ETradeSession:
         # Closes the connections when the session is collected (or at exit); the
         # pool holds no reference to the session, so collection can happen.
         self._finalizer = weakref.finalize(self, self._pool.close)
+        given = None
         if token is not None and token_secret is not None:
-            now = self.now()
-            issued = now if token_issued_at is None else token_issued_at
-            used = max(now, issued) if token_last_used is None else token_last_used
-            self._access_token = Token(token, token_secret, issued, used)
-        elif store is not None:
-            self._access_token = store.load(consumer_key, self.api_base)
+            given = _given_token(token, token_secret, token_issued_at, token_last_used, self.now())
+        self._tokens = _AccessTokens(store, consumer_key, self.api_base, given)
 
     def __repr__(self) -> str:
-        environment = "sandbox" if self.sandbox else "production"
-        state = "with an access token" if self._access_token else "without an access token"
-        return (
-            f"<ETradeSession {environment} {self.api_base} consumer_key={_mask(self.consumer_key)} {state}>"
-        )
+        state = "with an access token" if self._tokens.current else "without an access token"
+        masked = _mask(self.consumer_key)
+        return f"<ETradeSession {self.environment} {self.api_base} consumer_key={masked} {state}>"
 
     def now(self) -> float:
         """Return E*TRADE's time as this session knows it: its clock plus the offset learned
@@ -2721,7 +3152,7 @@ class ETradeSession:
     @property
     def access_token(self) -> Token | None:
         """The current access token (secret hidden from repr), or None."""
-        return self._access_token
+        return self._tokens.current
 
     @property
     def request_token(self) -> Token | None:
@@ -2740,242 +3171,70 @@ class ETradeSession:
 
     def token_status(self) -> dict[str, Any]:
         """Return the access token's age, idle time, expiry and whether a renew is due."""
-        token = self._access_token
-        if token is None:
-            return {"access_token": False}
-        now = self.now()
-        state = token_state(token, now)
-        return {
-            "access_token": True,
-            "issued_at": token.issued_at,
-            "age": now - token.issued_at,
-            "idle": now - token.last_used,
-            "expires_at": token.expires_at,
-            "expires_in": token.expires_at - now,
-            "expired": state == EXPIRED,
-            "renew_due": state == IDLE,
-        }
+        return _token_report(self._tokens.current, self.now())
 
-    def _usable_access_token(self) -> Token:
-        """Return the access token, renewed first when idle; raise if there is none or it expired.
+    # -- the driver: sign, send, and do what the call's core says --
 
-        Before saying "log in again" the token store is read once more: another
-        process may have logged in or renewed since this session loaded it.
+    def _call(self, call: _CallCore, token: Token | None) -> Response:
+        """Make the exchanges ``call`` allows (at most two); return the 2xx answer or raise.
+
+        The token the answer came with is marked used. Until the server has
+        accepted a timestamp of this session, exchanges go one at a time (see
+        __init__).
         """
-        token = self._access_token or self._stored_replacement(None)
-        if token is None:
-            raise _advised(LoginRequiredError, "no access token", "log in first")
-        now = self.now()
-        if token_state(token, now) == EXPIRED:
-            token = self._stored_replacement(token) or token
-            if token_state(token, now) == EXPIRED:
-                raise _advised(
-                    TokenExpiredError,
-                    "the access token expired at midnight US Eastern (E*TRADE: Get Access Token)",
-                    "log in",
-                )
-        if token_state(token, now) == IDLE:
-            if not self.auto_renew:
-                raise _advised(TokenInactiveError, "the access token is inactive after 2 idle hours", "renew")
-            return self._renew_once(token)
-        return token
-
-    def _renew_once(self, token: Token, renews_seen: int | None = None) -> Token:
-        """Renew a token once for all threads; return the token to use.
-
-        The first thread renews while holding the renew lock; threads that
-        waited for it take its outcome: the renewed token, or a copy of its
-        error. No other lock is held during the network call. Without
-        ``renews_seen`` the token is idle here (renewed unless someone renewed
-        it since); with it, the server refused the token: it is renewed
-        unless a renew finished after ``renews_seen`` was read.
-        """
-        import copy
-
-        refused = renews_seen is not None
-        renews_seen = self._renews_done if renews_seen is None else renews_seen
-        with self._renew_lock:
-            current = self._access_token
-            if self._renews_done != renews_seen:  # another thread renewed (or failed) meanwhile
-                if self._renew_error is not None:
-                    raise copy.copy(self._renew_error)
-                if refused and current is not None:
-                    return current
-            if current is not None and (
-                not current.same_as(token) or not refused and token_state(current, self.now()) == ACTIVE
-            ):
-                return current  # replaced (login, load) or renewed by another thread
-            stored = self._stored_replacement(token)
-            if stored is not None and (refused or token_state(stored, self.now()) == ACTIVE):
-                return stored  # another process renewed or logged in
-            error: OAuthError | None = None
-            try:
-                self._renew(token)
-            except OAuthError as exc:
-                error = exc
-                raise
-            finally:
-                self._renew_error = error
-                self._renews_done += 1
-            return self._access_token or token
-
-    def _stored_replacement(self, token: Token | None) -> Token | None:
-        """Return a newer access token another process saved in the store, now the session's; or None.
-
-        Newer: another token issued later (a login), or the same token used
-        later (a renew or a call).
-        """
-        if self.store is None:
-            return None
-        stored = self.store.load(self.consumer_key, self.api_base)
-        if stored is None or token is not None and not stored.newer_than(token):
-            return None
-        with self._lock:
-            current = self._access_token
-            if current is None or token is None or current.same_as(token) or stored.newer_than(current):
-                self._access_token = stored
-        return stored
-
-    def _touch(self, token: Token) -> None:
-        """Record that ``token`` was just used, if it is still the session's token.
-
-        A request that finishes after a revoke or a login must not bring its
-        old token back.
-        """
-        now = self.now()
-        with self._lock:
-            current = self._access_token
-            if current is not None and current.same_as(token) and now > current.last_used:
-                self._access_token = current.used_at(now)
-
-    def _save(self) -> None:
-        token = self._access_token
-        if self.store is not None and token is not None:
-            self.store.save(self.consumer_key, self.api_base, token)
-
-    # -- signing and sending --
-
-    def _authorization(
-        self,
-        method: str,
-        url: str,
-        token: Token | None,
-        body: bytes | None,
-        content_type: str | None,
-        **extra: str,
-    ) -> str:
-        return sign_request(
-            method,
-            url,
-            consumer_key=self.consumer_key,
-            consumer_secret=self._consumer_secret,
-            token=token.token if token else None,
-            token_secret=token.secret if token else "",
-            body=body,
-            content_type=content_type,
-            timestamp=make_timestamp(now=self.now()),
-            **extra,
-        )
-
-    def _call(
-        self,
-        method: str,
-        url: str,
-        action: str,
-        *,
-        token: Token | None,
-        body: bytes | None = None,
-        headers: Mapping[str, str] | None = None,
-        limit: int = MAX_TOKEN_RESPONSE,
-        problems: Mapping[str, type[OAuthError]] = _PROBLEM_ERRORS,
-        **extra: str,
-    ) -> Response:
-        """Sign and send; make at most two exchanges; return a 2xx answer or raise.
-
-        The second exchange is either a GET or HEAD re-signed and resent on a
-        new connection because its kept-alive one was found dead before any
-        answer, or a retry after timestamp_refused with the server's clock
-        offset (on the same connection). Nothing else is sent twice here.
-        Until the server has accepted a timestamp of this session, calls go
-        one at a time (see __init__).
-        """
-        exchange = (method, url, action, token, body, headers, limit, problems, extra)
-        if self._offset_confirmed:
-            return self._exchanges(*exchange)
-        with self._first_exchange:
-            return self._exchanges(*exchange)
-
-    def _exchanges(
-        self,
-        method: str,
-        url: str,
-        action: str,
-        token: Token | None,
-        body: bytes | None,
-        headers: Mapping[str, str] | None,
-        limit: int,
-        problems: Mapping[str, type[OAuthError]],
-        extra: Mapping[str, str],
-    ) -> Response:
-        headers = dict(headers or {})
-        content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), None)
-        module = _api_module(urlsplit(url).path)
-        stale_resent = skew_retried = False
+        renews_seen, fresh = self._tokens.renews_done, False
         while True:
-            paced = self._pacer.wait_for_turn(module)
-            offset = self.clock_offset
-            headers["Authorization"] = self._authorization(method, url, token, body, content_type, **extra)
-            try:
-                response = self._pool.send(
-                    method, url, headers, body, self.timeout, limit, fresh=stale_resent
-                )
-            except _StaleConnection as stale:
-                if stale_resent or skew_retried or method not in RESENDABLE_METHODS:
-                    raise TransportError(
-                        f"{stale} failed: the server closed the kept-alive connection{_maybe_sent(method)}"
-                    ) from None
-                _logger_debug("%s: kept-alive connection closed by the server; resending once", stale)
-                stale_resent = True
-                continue
-            finally:
-                if paced:
-                    self._pacer.answered(module)
-            if self.trace is not None:
-                self.trace(method, url, headers["Authorization"], response)
-            if 200 <= response.status < 300:
-                self._offset_confirmed = True
+            if self._offset_confirmed:
+                step, response = self._exchange(call, token, fresh)
+            else:
+                with self._first_exchange:
+                    step, response = self._exchange(call, token, fresh)
+            if step == _RETURN and response is not None:
+                if token is not None:
+                    self._tokens.touch(token, self.now())
                 return response
-            error = _error_from(response, action, problems)
-            if error.problem != "timestamp_refused":
-                self._offset_confirmed = True
-            elif not (skew_retried or stale_resent) and self._learn_offset(response, error, offset):
-                skew_retried = True
-                continue
-            raise error
+            fresh = step == _RESEND_STALE
+            if step == _RESEND_WITH_NEW_TOKEN and token is not None:
+                token = self._tokens.after_refusal(call, token, renews_seen, self.now, self._renew)
 
-    def _learn_offset(self, response: Response, error: OAuthError, offset_used: float) -> bool:
-        """Take the server's clock offset from a timestamp_refused answer; return whether to retry.
-
-        Threads refused at the same time learn one offset: a thread that signed
-        with an offset someone has since replaced retries with the new one.
-        """
-        with self._lock:
-            if self.clock_offset != offset_used:
-                return True
-            offset = _server_clock_offset(error.fields, response.headers, self._clock())
-            if offset is None:
-                return False
-            self.clock_offset = offset
-        _logger_debug("timestamp refused; retrying with a clock offset of %.0f s", offset)
-        return True
-
-    # -- connections --
+    def _exchange(self, call: _CallCore, token: Token | None, fresh: bool) -> tuple[str, Response | None]:
+        """Sign ``call`` at this session's time, send it once (paced), and return the core's next step."""
+        module = _api_module(urlsplit(call.url).path)
+        paced = self._pacer.wait_for_turn(module)
+        offset = self.clock_offset
+        timestamp = make_timestamp(now=self._clock() + offset)
+        authorization = call.authorization(self.consumer_key, self._consumer_secret, token, timestamp)
+        headers = dict(call.headers, Authorization=authorization)
+        try:
+            response = self._pool.send(
+                call.method, call.url, headers, call.body, self.timeout, call.limit, fresh=fresh
+            )
+        except _StaleConnection:
+            _logger_debug("%s: kept-alive connection closed by the server", call.where)
+            return call.stale(), None
+        except _NoAnswer as failed:
+            raise call.failed(str(failed)) from None
+        finally:
+            if paced:
+                self._pacer.answered(module)
+        if self.trace is not None:
+            self.trace(call.method, call.url, authorization, response)
+        try:
+            step = call.answered(
+                response, offset_used=offset, offset_now=self.clock_offset,
+                local_time=self._clock(), token=token, auto_renew=self.auto_renew,
+            )  # fmt: skip
+        finally:
+            self._offset_confirmed = self._offset_confirmed or call.clock_confirmed
+        if step == _RETRY_AT_SERVER_CLOCK:
+            with self._offset_lock:
+                if self.clock_offset == offset:
+                    self.clock_offset = call.new_offset
+            _logger_debug("timestamp refused; retrying with a clock offset of %.0f s", self.clock_offset)
+        return step, response
 
     def close(self) -> None:
-        """Close every kept-alive connection, whichever thread opened it.
-
-        The session stays usable: a later call opens a new connection.
-        """
+        """Close every kept-alive connection, whichever thread opened it (a later call opens one)."""
         self._pool.close()
 
     def __enter__(self) -> ETradeSession:
@@ -2993,8 +3252,8 @@ class ETradeSession:
         registered. The request token lives 5 minutes.
         """
         url = self.oauth_base + _OAUTH_PATHS["request_token"]
-        response = self._call("GET", url, "request token", token=None, callback=callback)
-        fields = _parse_token_response(response, "request token")
+        call = _CallCore("GET", url, "request token", oauth={"callback": callback})
+        fields = _parse_token_response(self._call(call, None), "request token")
         self._request_token = Token(fields["oauth_token"], fields["oauth_token_secret"], self.now())
         self.callback_confirmed = fields.get("oauth_callback_confirmed", "").lower() == "true"
         return self._request_token.token, self._request_token.secret
@@ -3016,26 +3275,19 @@ class ETradeSession:
         user landed on (its ``oauth_verifier`` is taken).
         """
         verifier = _verifier_from(verifier)
-        request_token = self._request_token
-        if request_token is None:
-            raise _advised(UsageError, "no request token", "get a request token")
-        if request_token_time_left(request_token, self.now()) <= 0:
+        try:
+            request_token = _exchangeable_request_token(self._request_token, self.now())
+        except TokenExpiredError:
             self._request_token = None
-            raise TokenExpiredError(
-                "the request token is older than 5 minutes (E*TRADE: request tokens expire after five "
-                "minutes); start the login again"
-            )
+            raise
         url = self.oauth_base + _OAUTH_PATHS["access_token"]
-        response = self._call(
-            "GET", url, "access token",
-            token=request_token, problems=_ACCESS_TOKEN_PROBLEMS, verifier=verifier,
-        )  # fmt: skip
-        fields = _parse_token_response(response, "access token")
+        call = _CallCore(
+            "GET", url, "access token", problems=_ACCESS_TOKEN_PROBLEMS, oauth={"verifier": verifier}
+        )
+        fields = _parse_token_response(self._call(call, request_token), "access token")
         self._request_token = None
         token = Token(fields["oauth_token"], fields["oauth_token_secret"], self.now())
-        with self._lock:
-            self._access_token = token
-        self._save()
+        self._tokens.replace(token)
         return token.token, token.secret
 
     def renew_access_token(self) -> None:
@@ -3043,41 +3295,29 @@ class ETradeSession:
 
         An expired token (past midnight US Eastern) cannot be renewed: that
         raises TokenExpiredError without a network call. Threads share one
-        renew (see _renew_once for the automatic one).
+        renew (see _AccessTokens for the automatic one).
         """
-        token = self._access_token or self._stored_replacement(None)
+        token = self._tokens.current or self._tokens.stored_replacement(None)
         if token is None:
             raise _advised(LoginRequiredError, "no access token to renew", "log in first")
-        with self._renew_lock:
+        with self._tokens.renew_lock:
             self._renew(token)
 
     def _renew(self, token: Token) -> None:
-        """Send Renew Access Token for ``token``, then mark it used and save it."""
-        if token_state(token, self.now()) == EXPIRED:
-            raise _advised(
-                TokenExpiredError,
-                "the access token expired at midnight US Eastern; renew cannot help",
-                "log in",
-            )
-        self._call(
-            "GET", self.oauth_base + _OAUTH_PATHS["renew_access_token"], "renew access token", token=token
-        )
-        self._touch(token)
-        self._save()
+        """Send Renew Access Token for ``token`` (marked used by the answer), then save it."""
+        _check_renewable(token, self.now())
+        url = self.oauth_base + _OAUTH_PATHS["renew_access_token"]
+        self._call(_CallCore("GET", url, "renew access token"), token)
+        self._tokens.save()
 
     def revoke_access_token(self) -> None:
         """End the access token (E*TRADE: Revoke Access Token) and forget it, in the store too."""
-        token = self._access_token
+        token = self._tokens.current
         if token is None:
             raise UsageError("no access token to revoke")
-        self._call(
-            "GET", self.oauth_base + _OAUTH_PATHS["revoke_access_token"], "revoke access token", token=token
-        )
-        with self._lock:
-            if self._access_token is not None and self._access_token.same_as(token):
-                self._access_token = None
-        if self.store is not None:
-            self.store.delete(self.consumer_key, self.api_base, token=token)
+        url = self.oauth_base + _OAUTH_PATHS["revoke_access_token"]
+        self._call(_CallCore("GET", url, "revoke access token"), token)
+        self._tokens.forget(token)
 
     # -- API calls --
 
@@ -3101,92 +3341,21 @@ class ETradeSession:
         bodies only); a str/bytes ``body`` is sent as is, signed only when its
         Content-Type header is form-encoded.
         """
-        url = self._api_url(path_or_url, params)
-        headers = dict(headers or {})
-        for name, value in headers.items():
-            _reject_controls(f"header {name!r}", _require_str("header value", value))
-            _reject_controls("header name", _require_str("header name", name))
-        data = self._body_bytes(body, json, headers)
-        method = method.upper()
+        url, data, sent_headers = _api_request(self.api_base, path_or_url, params, body, json, headers)
+        method = _require_str("method", method).upper()
         action = f"{method} {_display_url(url)}"
-        token = self._usable_access_token()
-        renews_seen = self._renews_done
-        try:
-            response = self._call(method, url, action, token=token, body=data, headers=headers,
-                                  limit=MAX_API_RESPONSE)  # fmt: skip
-        except (TokenInactiveError, TokenRejectedError, TokenExpiredError) as refused:
-            # Refused for its token, so not executed: it may be sent once more.
-            token = self._token_after_refusal(refused, token, renews_seen)
-            response = self._call(method, url, action, token=token, body=data, headers=headers,
-                                  limit=MAX_API_RESPONSE)  # fmt: skip
-        self._touch(token)
-        return response
-
-    def _token_after_refusal(self, refused: OAuthError, token: Token, renews_seen: int) -> Token:
-        """Return the token to send a refused call with once more, or raise ``refused``.
-
-        A call refused for its token (token_inactive, token_rejected, or
-        token_expired before this session's midnight: E*TRADE does not
-        document what an idle token gets, REAL-ANSWERS) was not executed. A
-        newer token that another process saved is used; else, with
-        ``auto_renew``, the token is renewed once for all threads (E*TRADE's
-        sample clients also try renew before asking for a login). A failed
-        renew raises its own error (log in again).
-        """
-        stored = self._stored_replacement(token)
-        if stored is not None:
-            _logger_debug("%s; using the newer access token another process saved", refused.problem)
-            return stored
-        expired_here = token_state(token, self.now()) == EXPIRED
-        if not self.auto_renew or expired_here:
-            raise refused
-        _logger_debug("%s; renewing the access token once, then sending again", refused.problem)
-        return self._renew_once(token, renews_seen)
+        call = _CallCore(
+            method, url, action, body=data, headers=sent_headers, limit=MAX_API_RESPONSE, api=True
+        )
+        return self._call(call, self._tokens.usable(self.now, self.auto_renew, self._renew))
 
     def get(self, path_or_url: str, **kwargs: Any) -> Response:
         """Send a signed GET (see request)."""
         return self.request("GET", path_or_url, **kwargs)
 
-    def _api_url(self, path_or_url: str, params: object) -> str:
-        _require_str("path_or_url", path_or_url)
-        _reject_controls("path_or_url", path_or_url)  # refused, never encoded into the request
-        if path_or_url.startswith("/"):
-            url = self.api_base + path_or_url
-        else:
-            url = path_or_url
-            _check_base("url", url.partition("?")[0])
-        if params is not None:
-            query = _form_encode(_field_pairs("params", params))
-            if query:
-                url += ("&" if "?" in url else "?") + query
-        return _wire_url(url)
-
-    @staticmethod
-    def _body_bytes(body: object, json_value: object, headers: dict[str, str]) -> bytes | None:
-        """Return the body to send and set its Content-Type in ``headers``."""
-        if body is not None and json_value is not None:
-            raise InvalidValueError("give body or json, not both")
-        has_type = any(k.lower() == "content-type" for k in headers)
-        if json_value is not None:
-            import json
-
-            if not has_type:
-                headers["Content-Type"] = "application/json"
-            return json.dumps(json_value).encode()
-        if body is None:
-            return None
-        if isinstance(body, str):
-            return body.encode()
-        if isinstance(body, (bytes, bytearray)):
-            return bytes(body)
-        fields = _field_pairs("body", body)
-        if not has_type:
-            headers["Content-Type"] = FORM_CONTENT_TYPE
-        return _form_encode(fields).encode()
-
     def auth(self) -> OAuth1Auth:
         """Return an OAuth1Auth signing with this session's access token (for requests, httpx, urllib)."""
-        token = self._usable_access_token()
+        token = self._tokens.usable(self.now, self.auto_renew, self._renew)
         return OAuth1Auth(self.consumer_key, self._consumer_secret, token.token, token.secret)
 
 

@@ -1974,6 +1974,11 @@ class KeepAliveHandler(http.server.BaseHTTPRequestHandler):
         with self.server.lock:
             self.server.connections += 1
 
+    def finish(self):  # the client closed the connection (or the server hung up)
+        super().finish()
+        with self.server.lock:
+            self.server.ended += 1
+
     def do_any(self):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         with self.server.lock:
@@ -2003,7 +2008,7 @@ def keep_alive_server(tls_context=None):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), KeepAliveHandler)
     server.daemon_threads = True
     server.lock = threading.Lock()
-    server.connections, server.seen, server.plan = 0, [], []
+    server.connections, server.ended, server.seen, server.plan = 0, 0, [], []
     if tls_context is not None:
         server.socket = tls_context.wrap_socket(server.socket, server_side=True)
     scheme = "https" if tls_context is not None else "http"
@@ -2181,14 +2186,14 @@ def test_close_and_context_manager_close_every_connection():
             thread.start()
         for thread in threads:
             thread.join()
-        idle = list(session._pool._open)
-        assert results == [200] * 3 and idle
+        assert results == [200] * 3 and server.connections >= 1 and server.ended == 0  # kept alive
         session.close()
-        assert all(connection.sock is None for connection in idle)
+        assert wait_until(lambda: server.ended == server.connections)  # the server saw each close
         assert session.get("/v1/x").status == 200  # still usable: a new connection
+        assert server.ended == server.connections - 1
         with session:
             pass
-        assert not session._pool._open
+        assert wait_until(lambda: server.ended == server.connections)
 
 
 GC_SCRIPT = """
@@ -2287,18 +2292,32 @@ def test_ca(tmp_path_factory):
     return server_context, client_context
 
 
-def test_ssl_context_is_used_for_every_https_connection(test_ca):
+def wait_until(condition, seconds=5.0):
+    """Return True once ``condition()`` holds, False if it did not within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_ssl_context_is_used_for_every_https_connection(test_ca, monkeypatch):
     server_context, client_context = test_ca
     with keep_alive_server(server_context) as server:
         with keep_alive_session(server, ssl_context=client_context) as session:
             for _ in range(20):
                 assert session.get("/v1/x").status == 200
         assert server.connections == 1  # one TLS handshake for 20 calls
+        made = []
+        create_default_context = ssl.create_default_context
+        monkeypatch.setattr(ssl, "create_default_context", lambda: made.append(1) or create_default_context())
         with keep_alive_session(server) as default:  # the system CAs do not know the test CA
-            with pytest.raises(oa.TransportError, match="CERTIFICATE_VERIFY_FAILED|verify failed"):
-                default.get("/v1/x")
-            context = default._pool.context()
-            assert context is default._pool.context()  # made once, on first use
+            assert made == []  # made on first use, not with the session
+            for _ in range(2):
+                with pytest.raises(oa.TransportError, match="CERTIFICATE_VERIFY_FAILED|verify failed"):
+                    default.get("/v1/x")
+            assert made == [1]  # made once: two connections, one default context
 
 
 FORKED_WORKER = """
@@ -3112,7 +3131,8 @@ class ReplayHandler(KeepAliveHandler):
 def replay_server(answer):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), ReplayHandler)
     server.daemon_threads = True
-    server.lock, server.seen, server.connections, server.answer = threading.Lock(), [], 0, answer
+    server.lock, server.seen, server.answer = threading.Lock(), [], answer
+    server.connections = server.ended = 0
     server.base = f"http://127.0.0.1:{server.server_address[1]}"
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     try:
@@ -3243,23 +3263,15 @@ def run_threads(count, target):
     return results, errors
 
 
-def hold_the_renew_until(session, entered, count):
-    """Make the renew's exchange wait until ``count`` threads entered _renew_once."""
-    original = session._renew_once
-
-    def counting(token):
-        with entered["lock"]:
-            entered["n"] += 1
-        return original(token)
+def hold_the_renew(session, seconds=0.5):
+    """Hold the renew's answer for ``seconds``: the threads, released together by a
+    barrier, all find the token idle (or refused) before the renew can finish, so a
+    session without one shared renew would send one per thread."""
 
     def trace(method, url, authorization, response):
         if "renew_access_token" in url:
-            deadline = time.monotonic() + 10
-            while entered["n"] < count and time.monotonic() < deadline:
-                time.sleep(0.01)
-            time.sleep(0.2)  # the last ones reach the renew lock
+            time.sleep(seconds)
 
-    session._renew_once = counting
     session.trace = trace
 
 
@@ -3268,8 +3280,7 @@ def test_idle_renew_happens_once_for_32_threads(emulator, clock):
     session = new_session(emulator, clock, pace=False)
     login(session)
     clock.advance(2 * 3600 + 60)  # 2 h 1 min idle
-    entered = {"n": 0, "lock": threading.Lock()}
-    hold_the_renew_until(session, entered, 32)
+    hold_the_renew(session)
     before = len(emulator.log)
     results, errors = run_threads(32, lambda i: session.get("/v1/accounts/list.json").status)
     assert errors == [None] * 32 and results == [200] * 32
@@ -3282,8 +3293,7 @@ def test_a_failed_renew_is_each_waiting_threads_error(emulator, clock):
     login(session)
     emulator.revoke()  # the provider forgets the token: the renew will be refused
     clock.advance(2 * 3600 + 60)
-    entered = {"n": 0, "lock": threading.Lock()}
-    hold_the_renew_until(session, entered, 8)
+    hold_the_renew(session)
     before = len(emulator.log)
     _, errors = run_threads(8, lambda i: session.get("/v1/accounts/list.json"))
     assert all(isinstance(e, oa.TokenRejectedError) and e.problem == "token_rejected" for e in errors), errors
