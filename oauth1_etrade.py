@@ -1755,6 +1755,19 @@ _RESEND_WITH_NEW_TOKEN = "send again with a renewed or newer token"
 _TOKEN_REFUSALS = (TokenInactiveError, TokenRejectedError, TokenExpiredError)
 
 
+def _hosts(
+    sandbox: bool, api_base: str | None, oauth_base: str | None, authorize_base: str | None
+) -> tuple[str, str, str]:
+    """Return the API, OAuth and authorize bases: E*TRADE's unless given (see ETradeSession).
+
+    The /oauth/* endpoints are on the production host in both environments,
+    as E*TRADE's sample client has them; a given ``api_base`` serves them too.
+    """
+    api = _check_base("api_base", api_base or (SANDBOX_API_BASE if sandbox else PRODUCTION_API_BASE))
+    oauth = _check_base("oauth_base", oauth_base or (api if api_base else OAUTH_BASE))
+    return api, oauth, _check_base("authorize_base", authorize_base or AUTHORIZE_URL)
+
+
 def _environment_of(api_base: str) -> str:
     """Return "production" or "sandbox" for E*TRADE's API hosts, else "custom" (an emulator, a proxy)."""
     return {PRODUCTION_API_BASE: "production", SANDBOX_API_BASE: "sandbox"}.get(api_base, "custom")
@@ -2691,14 +2704,14 @@ class _Pool:
     """
 
     def __init__(
-        self, ssl_context: ssl.SSLContext | None = None, proxy: _Proxy | None = None, trust_env: bool = True
+        self, ssl_context: ssl.SSLContext | None = None, proxy: str | None = None, trust_env: bool = True
     ):
         import os
         import threading
 
         self._lock = threading.Lock()
         self._ssl_context = ssl_context
-        self._proxy = proxy
+        self._proxy = None if proxy is None else _Proxy(_require_str("proxy", proxy), "proxy")
         self._trust_env = trust_env
         self._routes: dict[Origin, _Proxy | None] = {}
         self._idle: dict[Origin, list[http.client.HTTPConnection]] = {}
@@ -3025,11 +3038,16 @@ class _AccessTokens:
             self.current = token
         self.save()
 
-    def touch(self, token: Token, now: float) -> None:
+    def touch(self, token: Token | None, now: float) -> None:
         """Record that ``token`` was used at ``now``, if it is still the session's token."""
         with self._lock:
             current = self.current
-            if current is not None and current.same_as(token) and now > current.last_used:
+            if (
+                current is not None
+                and token is not None
+                and current.same_as(token)
+                and now > current.last_used
+            ):
                 self.current = current.used_at(now)
 
     def save(self) -> None:
@@ -3056,23 +3074,16 @@ class ETradeSession:
     given, else https://api.etrade.com in both environments, as E*TRADE's
     sample client does); the user authorizes at ``authorize_base``.
 
-    The synchronous driver of E*TRADE's rules: token_state and _renew_first
-    say whether a token may be used (expired: TokenExpiredError with no
-    network call; idle: renewed first, or TokenInactiveError with
-    ``auto_renew=False``), _CallCore what an answer means and whether a
-    request goes once more; this class signs, sends through a pool of
-    kept-alive connections (_Pool: ``ssl_context``, ``proxy``,
-    ``trust_env``, ``timeout`` per exchange), paces requests to E*TRADE's
-    rate limits (``pace``, ``rate_limits``), keeps the clock offset, and
-    keeps the token with _AccessTokens (``store``, a TokenStore shared by
-    processes). ``clock`` replaces time.time; ``trace`` is called with
-    (method, url, Authorization header, Response) after each exchange.
-
-    Threads: one session may be shared by any number. One renew serves them
-    all, threads refused for clock skew learn one offset, and no lock is held
-    during network I/O but the renew's and, until the server first accepts a
-    timestamp, the first exchange's. ``close()``, or ``with``, closes the
-    connections.
+    The driver of E*TRADE's rules: _renew_first says whether a token may be
+    used (expired: TokenExpiredError, no network call; idle: renewed first,
+    or TokenInactiveError with ``auto_renew=False``), _CallCore what an
+    answer means. This class signs, sends through kept-alive connections
+    (_Pool: ``ssl_context``, ``proxy``, ``trust_env``, ``timeout`` per
+    exchange), paces to E*TRADE's rate limits (``pace``, ``rate_limits``),
+    keeps the clock offset, and the token with _AccessTokens (``store``).
+    ``clock`` replaces time.time; ``trace`` gets (method, url, Authorization
+    header, Response) after each exchange. Any number of threads may share
+    a session; ``close()``, or ``with``, closes its connections.
     """
 
     def __init__(
@@ -3106,10 +3117,9 @@ class ETradeSession:
         self.consumer_key = consumer_key
         self._consumer_secret = consumer_secret
         self.sandbox = bool(sandbox)
-        default_api = SANDBOX_API_BASE if self.sandbox else PRODUCTION_API_BASE
-        self.api_base = _check_base("api_base", api_base or default_api)
-        self.oauth_base = _check_base("oauth_base", oauth_base or (self.api_base if api_base else OAUTH_BASE))
-        self.authorize_base = _check_base("authorize_base", authorize_base or AUTHORIZE_URL)
+        self.api_base, self.oauth_base, self.authorize_base = _hosts(
+            self.sandbox, api_base, oauth_base, authorize_base
+        )
         self.environment = _environment_of(self.api_base)
         self.timeout = float(timeout)
         self.auto_renew = auto_renew
@@ -3120,16 +3130,13 @@ class ETradeSession:
         self._request_token: Token | None = None
         self.callback_confirmed = False
         self._offset_lock = threading.Lock()  # threads refused together learn one offset
-        explicit_proxy = None if proxy is None else _Proxy(_require_str("proxy", proxy), "proxy")
-        self._pool = _Pool(_checked_ssl_context(ssl_context), explicit_proxy, trust_env)
+        self._pool = _Pool(_checked_ssl_context(ssl_context), proxy, trust_env)
         self._pacer = _Pacer(_rate_limits(rate_limits) if pace else {})
-        # Until an answer shows that the server takes this session's timestamps,
-        # one exchange at a time: threads starting together cost one
-        # timestamp_refused round trip, not one each.
+        # Until an answer shows that the server takes this session's timestamps, one exchange
+        # at a time: threads starting together cost one timestamp_refused round trip, not one each.
         self._offset_confirmed = False
         self._first_exchange = threading.Lock()
-        # Closes the connections when the session is collected (or at exit); the
-        # pool holds no reference to the session, so collection can happen.
+        # Closes the connections when the session is collected (the pool does not refer to it).
         self._finalizer = weakref.finalize(self, self._pool.close)
         given = None
         if token is not None and token_secret is not None:
@@ -3190,8 +3197,7 @@ class ETradeSession:
                 with self._first_exchange:
                     step, response = self._exchange(call, token, fresh)
             if step == _RETURN and response is not None:
-                if token is not None:
-                    self._tokens.touch(token, self.now())
+                self._tokens.touch(token, self.now())
                 return response
             fresh = step == _RESEND_STALE
             if step == _RESEND_WITH_NEW_TOKEN and token is not None:
@@ -4513,11 +4519,9 @@ def _cmd_selftest(args: argparse.Namespace) -> int:
 
 def _environment(session: ETradeSession) -> str:
     """Return which E*TRADE the session talks to: production, sandbox, or the custom host."""
-    if session.api_base == PRODUCTION_API_BASE:
-        return f"production ({session.api_base})"
-    if session.api_base == SANDBOX_API_BASE:
-        return f"sandbox ({session.api_base})"
-    return f"custom API host {session.api_base} (not E*TRADE's production or sandbox)"
+    if session.environment == "custom":
+        return f"custom API host {session.api_base} (not E*TRADE's production or sandbox)"
+    return f"{session.environment} ({session.api_base})"
 
 
 def _pending_logins(session: ETradeSession) -> TokenStore:

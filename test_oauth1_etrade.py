@@ -345,7 +345,11 @@ def test_bad_values_are_value_errors_in_the_family(call):
 
 def test_a_step_out_of_order_is_a_usage_error_not_a_provider_answer():
     session = oa.ETradeSession("k", "s", api_base="http://127.0.0.1:9")
-    for step in (session.authorize_url, lambda: session.get_access_token("CODE"), session.revoke_access_token):
+    for step in (
+        session.authorize_url,
+        lambda: session.get_access_token("CODE"),
+        session.revoke_access_token,
+    ):
         with pytest.raises(oa.UsageError) as error:
             step()
         assert error.value.status is None and error.value.problem is None
@@ -1568,6 +1572,190 @@ def test_the_module_works_without_posix_only_modules():
         timeout=60,
     )
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr
+
+
+# ---- E*TRADE: one call, decided from values (the core, no I/O) ----
+
+# The core's decisions, driven with values alone: no socket, no clock, no
+# monkeypatching. Each row: the call, what happened to each exchange in turn,
+# and the steps (or the error) the core gives back.
+
+CORE_T = 1_800_000_000.0  # the local clock; E*TRADE's answers below say where its clock is
+API_URL = "https://api.etrade.com/v1/accounts/list.json"
+
+
+def etrade_answer(status, body=b"", headers=None, url=API_URL):
+    return oa.Response(status, headers or {}, body, url)
+
+
+OK = etrade_answer(200, b"{}")
+SKEWED = etrade_answer(  # E*TRADE: the timestamp must be within 5 minutes; the window says where
+    401, b"oauth_problem=timestamp_refused&oauth_acceptable_timestamps=1800000500-1800001100"
+)
+SKEWED_NO_HINT = etrade_answer(401, b"oauth_problem=timestamp_refused")
+REFUSED = {
+    problem: etrade_answer(401, f"oauth_problem={problem}".encode())
+    for problem in ("token_rejected", "token_expired", "token_inactive", "signature_invalid")
+}
+RATE_LIMITED = etrade_answer(
+    400, b"<h1>HTTP Status 400 - Number of requests exceeded the rate limit set</h1>"
+)
+REDIRECTED = etrade_answer(302, headers={"Location": "https://elsewhere.example/login"})
+
+
+def drive(call, events, token=None, auto_renew=True, now=CORE_T):
+    """Feed the core each event ("stale", or an answer); return the steps it gave, or its error."""
+    steps = []
+    for event in events:
+        try:
+            if event == "stale":
+                steps.append(call.stale())
+            else:
+                steps.append(
+                    call.answered(event, offset_used=0.0, offset_now=0.0, local_time=now, token=token,
+                                  auto_renew=auto_renew)
+                )  # fmt: skip
+        except oa.OAuthError as error:
+            return steps, error
+    return steps, None
+
+
+def api_call(method="GET"):
+    return oa._CallCore(method, API_URL, f"{method} {API_URL}", api=True)
+
+
+def token_call(path="/oauth/renew_access_token"):
+    return oa._CallCore("GET", "https://api.etrade.com" + path, "renew access token")
+
+
+CORE_TABLE = [
+    # (id, call, events, steps, error class): source of the rule
+    ("2xx is the answer", api_call, [OK], [oa._RETURN], None),
+    # RFC 9110 §9.2.2 and urllib3's Retry: a GET on a connection found dead goes once more, fresh.
+    ("stale GET resent once", api_call, ["stale", OK], [oa._RESEND_STALE, oa._RETURN], None),
+    ("stale twice gives up", api_call, ["stale", "stale"], [oa._RESEND_STALE], oa.TransportError),
+    ("stale POST never resent", lambda: api_call("POST"), ["stale"], [], oa.TransportError),
+    # E*TRADE: the timestamp must be within five minutes; the answer says the server's clock.
+    ("skew retried once", api_call, [SKEWED, OK], [oa._RETRY_AT_SERVER_CLOCK, oa._RETURN], None),
+    ("skew twice refused", api_call, [SKEWED, SKEWED], [oa._RETRY_AT_SERVER_CLOCK], oa.TimestampRefusedError),
+    ("skew without a clock refused", api_call, [SKEWED_NO_HINT], [], oa.TimestampRefusedError),
+    ("at most two exchanges", api_call, ["stale", SKEWED], [oa._RESEND_STALE], oa.TimestampRefusedError),
+    # E*TRADE: Get Access Token, token lifespan; an API call refused for its token was not executed.
+    (
+        "token_rejected: new token",
+        api_call,
+        [REFUSED["token_rejected"], OK],
+        [oa._RESEND_WITH_NEW_TOKEN, oa._RETURN],
+        None,
+    ),
+    ("token_inactive: new token", api_call, [REFUSED["token_inactive"]], [oa._RESEND_WITH_NEW_TOKEN], None),
+    ("token_expired: new token", api_call, [REFUSED["token_expired"]], [oa._RESEND_WITH_NEW_TOKEN], None),
+    (
+        "refused twice: the refusal",
+        api_call,
+        [REFUSED["token_rejected"]] * 2,
+        [oa._RESEND_WITH_NEW_TOKEN],
+        oa.TokenRejectedError,
+    ),
+    ("the renew itself is not renewed", token_call, [REFUSED["token_rejected"]], [], oa.TokenRejectedError),
+    ("a bad signature is not resent", api_call, [REFUSED["signature_invalid"]], [], oa.SignatureInvalidError),
+    # E*TRADE: Rate Limits; never retried by the client.
+    ("rate limit never retried", api_call, [RATE_LIMITED], [], oa.RateLimitError),
+    # A signed request is valid for its own URL only.
+    ("redirect not followed", api_call, [REDIRECTED], [], oa.TransportError),
+]
+
+
+@pytest.mark.parametrize(
+    "factory, events, steps, error", [row[1:] for row in CORE_TABLE], ids=[row[0] for row in CORE_TABLE]
+)
+def test_call_core_decision_table(factory, events, steps, error):
+    token = oa.Token("t", "s", CORE_T - 60)
+    got_steps, got_error = drive(factory(), events, token=token)
+    assert got_steps == steps
+    assert type(got_error) is error if error else got_error is None
+
+
+def test_call_core_takes_the_offset_from_the_answer_or_from_another_thread():
+    call = api_call()
+    assert drive(call, [SKEWED])[0] == [oa._RETRY_AT_SERVER_CLOCK]
+    assert call.new_offset == 800  # the middle of the acceptable window, minus the local clock
+    assert not call.clock_confirmed  # the gate stays closed until a timestamp is taken
+    # Signed at offset 0, but another thread has since learned 600: retry at that, even
+    # from an answer that gives no clock of its own.
+    call = api_call()
+    step = call.answered(SKEWED_NO_HINT, offset_used=0.0, offset_now=600.0, local_time=CORE_T, token=None,
+                         auto_renew=True)  # fmt: skip
+    assert (step, call.new_offset) == (oa._RETRY_AT_SERVER_CLOCK, 600.0)
+    call = api_call()
+    drive(call, [REFUSED["signature_invalid"]])
+    assert call.clock_confirmed  # any other answer shows the server took the timestamp
+
+
+@pytest.mark.parametrize(
+    "auto_renew, issued, may_renew",
+    [
+        (True, CORE_T - 3 * 3600, True),
+        (False, CORE_T - 3 * 3600, False),  # auto_renew off: only a newer stored token helps
+        (True, CORE_T - 3 * 86400, False),  # past midnight here: renewing cannot help
+    ],
+)
+def test_call_core_says_whether_a_renew_may_help(auto_renew, issued, may_renew):
+    call = api_call()
+    token = oa.Token("t", "s", issued, CORE_T - 3 * 3600)
+    steps, error = drive(call, [REFUSED["token_inactive"]], token=token, auto_renew=auto_renew)
+    assert steps == [oa._RESEND_WITH_NEW_TOKEN] and error is None
+    assert call.may_renew is may_renew and isinstance(call.refusal, oa.TokenInactiveError)
+
+
+def test_call_core_failures_say_whether_the_request_may_have_run():
+    assert "may or may not have reached" in str(api_call("POST").failed("POST x failed: timed out"))
+    assert str(api_call("GET").failed("GET x failed: timed out")) == "GET x failed: timed out"
+
+
+@pytest.mark.parametrize(
+    "token, auto_renew, renew_first, error",
+    [
+        (None, True, None, oa.LoginRequiredError),  # no token: log in
+        (oa.Token("t", "s", CORE_T - 60), True, False, None),  # active
+        (oa.Token("t", "s", CORE_T - 3 * 3600), True, True, None),  # idle 3 h: renew first
+        (oa.Token("t", "s", CORE_T - 3 * 3600), False, None, oa.TokenInactiveError),
+        (oa.Token("t", "s", CORE_T - 2 * 86400), True, None, oa.TokenExpiredError),  # past midnight
+    ],
+)
+def test_renew_first_decision_table(token, auto_renew, renew_first, error):
+    # E*TRADE: Get Access Token, "Token lifespan"
+    if error is None:
+        assert oa._renew_first(token, CORE_T, auto_renew) is renew_first
+    else:
+        with pytest.raises(error):
+            oa._renew_first(token, CORE_T, auto_renew)
+
+
+def test_request_token_and_renew_rules_as_values():
+    request_token = oa.Token("rt", "rs", CORE_T)
+    assert oa._exchangeable_request_token(request_token, CORE_T + 299) is request_token
+    with pytest.raises(oa.TokenExpiredError):  # E*TRADE: request tokens expire after five minutes
+        oa._exchangeable_request_token(request_token, CORE_T + 300)
+    with pytest.raises(oa.UsageError):
+        oa._exchangeable_request_token(None, CORE_T)
+    oa._check_renewable(oa.Token("t", "s", CORE_T - 3 * 3600), CORE_T)  # idle: renewable
+    with pytest.raises(oa.TokenExpiredError, match="renew cannot help"):
+        oa._check_renewable(oa.Token("t", "s", CORE_T - 2 * 86400), CORE_T)
+
+
+@pytest.mark.parametrize(
+    "api_base, environment",
+    [
+        ("https://api.etrade.com", "production"),
+        ("https://apisb.etrade.com", "sandbox"),
+        ("http://127.0.0.1:8080", "custom"),
+    ],
+)
+def test_the_environment_is_read_from_the_host(api_base, environment):
+    session = oa.ETradeSession("k", "s", api_base=api_base)
+    assert session.environment == environment
+    assert repr(session).startswith(f"<ETradeSession {environment} {api_base} ")
 
 
 # ---- E*TRADE: token store ----
