@@ -16,8 +16,11 @@ The file in three parts, each readable without the next:
         known answers (the selftest)
     Part II. The E*TRADE client
         endpoints and rules (rate limits, what E*TRADE's answers say and what to do),
-        token lifetime (token_state), token store (safe in shared folders),
-        transport (http.client, kept alive, proxies, pacing), session,
+        token lifetime (token_state), requests and answers as values,
+        one call decided from values (_CallCore, no I/O: h11's shape),
+        token store (safe in shared folders),
+        transport (http.client, kept alive, proxies, pacing),
+        the session that drives them (sockets, store, locks, clock),
         adapters for urllib, requests and httpx
     Part III. Tools that nothing above needs
         offline E*TRADE emulator, command line
@@ -1070,8 +1073,9 @@ def _selftest() -> int:
 
 # ============================================================================
 # Part II. The E*TRADE client
-# E*TRADE's rules, token lifetime, token store, transport (http.client, kept alive),
-# session, adapters for urllib, requests and httpx. Uses Part I; needs nothing below.
+# E*TRADE's rules and one call's decisions as pure functions (no I/O), then what does
+# I/O: token store, transport (http.client, kept alive), the session that drives the
+# decisions, adapters for urllib, requests and httpx. Uses Part I; needs nothing below.
 # ============================================================================
 
 # ---- E*TRADE: endpoints and rules ----
@@ -1566,7 +1570,7 @@ def request_token_time_left(token: Token, now: float) -> float:
     return token.issued_at + REQUEST_TOKEN_LIFETIME - now
 
 
-# ---- E*TRADE: answers as values (no I/O) ----
+# ---- E*TRADE: requests and answers as values (no I/O) ----
 
 
 class Response:
