@@ -1878,8 +1878,9 @@ class _CallCore:
       it is not resent.
     - _RETRY_AT_SERVER_CLOCK, after timestamp_refused (E*TRADE: the
       timestamp must be within five minutes of its clock), at the offset
-      the answer shows (``new_offset``), or at the one another thread
-      learned since this request was signed.
+      the answer shows (``new_offset``, which the driver keeps even when
+      the call may not retry), or at the one another thread learned since
+      this request was signed.
     - _RESEND_WITH_NEW_TOKEN, API calls only, after a refusal for the token
       (token_inactive, token_rejected, or token_expired: E*TRADE does not
       document what an idle token gets, REAL-ANSWERS). ``may_renew`` says
@@ -1912,7 +1913,7 @@ class _CallCore:
         self.api = api
         self.exchanges = 1
         self.clock_confirmed = False  # the server took this call's timestamp
-        self.new_offset = 0.0
+        self.new_offset: float | None = None  # the server's clock, from a timestamp_refused answer
         self.may_renew = False
         self.refusal: OAuthError | None = None
 
@@ -1970,13 +1971,12 @@ class _CallCore:
         error = _error_from(response, self.action, self.problems)
         self.clock_confirmed = error.problem != "timestamp_refused"
         if not self.clock_confirmed:
-            offset = (
+            self.new_offset = (
                 offset_now
                 if offset_now != offset_used
                 else _server_clock_offset(error.fields, response.headers, local_time)
             )
-            if offset is not None and self._one_more():
-                self.new_offset = offset
+            if self.new_offset is not None and self._one_more():
                 return _RETRY_AT_SERVER_CLOCK
         elif self.api and isinstance(error, _TOKEN_REFUSALS) and token is not None and self._one_more():
             self.refusal = error
@@ -3234,13 +3234,13 @@ class ETradeSession:
                 response, offset_used=offset, offset_now=self.clock_offset,
                 local_time=self._clock(), token=token, auto_renew=self.auto_renew,
             )  # fmt: skip
-        finally:
+        finally:  # learned even when the call may not retry: the next call uses it
             self._offset_confirmed = self._offset_confirmed or call.clock_confirmed
-        if step == _RETRY_AT_SERVER_CLOCK:
-            with self._offset_lock:
-                if self.clock_offset == offset:
+            with self._offset_lock:  # threads refused together learn one offset
+                if call.new_offset is not None and self.clock_offset == offset:
                     self.clock_offset = call.new_offset
-            _logger_debug("timestamp refused; retrying with a clock offset of %.0f s", self.clock_offset)
+        if step != _RETURN:
+            _logger_debug("%s: %s (clock offset %.0f s)", call.where, step, self.clock_offset)
         return step, response
 
     def close(self) -> None:

@@ -3237,6 +3237,21 @@ def test_a_clock_skew_retry_reuses_the_connection_and_learns_a_plausible_window(
         assert abs(session.now() - time.time() - 600) <= 2  # every time rule uses the server's clock
 
 
+def test_a_skew_refusal_after_a_stale_resend_is_raised_but_its_clock_is_kept():
+    now = int(time.time()) + 600  # the server is 10 minutes ahead
+    refused = f"oauth_problem=timestamp_refused&oauth_acceptable_timestamps={now - 300}-{now + 300}".encode()
+    with keep_alive_server() as server, keep_alive_session(server) as session:
+        session.clock_offset = 600.0  # a first call that passed (the gate is open)
+        assert session.get("/v1/x").status == 200
+        session.clock_offset = 0.0  # as if this machine's clock had jumped since
+        server.plan = ["hang up", (401, {}, refused), "ok"]
+        with pytest.raises(oa.TimestampRefusedError):  # the one further exchange was the resend
+            session.get("/v1/market/quote/GOOG.json")
+        assert len(server.seen) == 3  # the first call, the stale GET, its resend: no third try
+        assert abs(session.clock_offset - 600) <= 2  # learned all the same
+        assert session.get("/v1/market/quote/GOOG.json").status == 200  # the next call starts afresh
+
+
 def test_clock_offset_from_date_header():
     date = {"Date": "Mon, 23 Nov 2026 14:00:00 GMT"}
     assert oa._server_clock_offset({}, date, START - 90) == 90
