@@ -30,6 +30,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -117,6 +118,15 @@ fuzz = settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check
 def test_public_names_exist():
     for name in oa.__all__:
         assert hasattr(oa, name), name
+
+
+def test_every_module_constant_is_public_and_read_only_or_private():
+    constants = [
+        name for name in vars(oa) if re.fullmatch(r"[A-Z][A-Z0-9_]+", name) and name != "TYPE_CHECKING"
+    ]
+    assert constants and all(name in oa.__all__ for name in constants), set(constants) - set(oa.__all__)
+    for name in constants:
+        assert isinstance(getattr(oa, name), (str, int, float, frozenset, types.MappingProxyType)), name
 
 
 def test_oauth_error_carries_status_and_problem():
