@@ -4907,30 +4907,21 @@ def test_serve_keeps_its_credentials_and_shrugs_off_malformed_requests(tmp_path)
 
 
 def test_demo_at_debug_writes_no_secret(monkeypatch, capfd):
+    # Collect every secret the demo's emulator hands out, through its public methods.
     seen = []
-    real_init, real_request, real_access = (
-        oa.Emulator.__init__,
-        oa.Emulator._issue_request_token,
-        oa.Emulator._issue_access_token,
-    )
+    real_init, real_handle_oauth = oa.Emulator.__init__, oa.Emulator.handle_oauth
 
     def init(self, **kwargs):
         real_init(self, **kwargs)
         seen.append(self.consumer_secret)
 
-    def request_token(self, params):
-        fields = real_request(self, params)
-        seen.append(fields["oauth_token_secret"])
-        return fields
-
-    def access_token(self, record, params):
-        fields = real_access(self, record, params)
-        seen.append(fields["oauth_token_secret"])
-        return fields
+    def handle_oauth(self, *args, **kwargs):
+        status, body = real_handle_oauth(self, *args, **kwargs)
+        seen.extend(value for name, value in urllib.parse.parse_qsl(body) if name == "oauth_token_secret")
+        return status, body
 
     monkeypatch.setattr(oa.Emulator, "__init__", init)
-    monkeypatch.setattr(oa.Emulator, "_issue_request_token", request_token)
-    monkeypatch.setattr(oa.Emulator, "_issue_access_token", access_token)
+    monkeypatch.setattr(oa.Emulator, "handle_oauth", handle_oauth)
     assert oa.main(["demo", "-v"]) == 0
     out, err = capfd.readouterr()
     assert len(seen) == 3 and "oauth1_etrade: GET http://127.0.0.1" in err  # debug log was on
