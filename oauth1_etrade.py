@@ -3209,12 +3209,8 @@ class ETradeSession:
     # -- the driver: sign, send, and do what the call's core says --
 
     def _call(self, call: _CallCore, token: Token | None) -> Response:
-        """Make the exchanges ``call`` allows (at most two); return the 2xx answer or raise.
-
-        The token the answer came with is marked used. Until the server has
-        accepted a timestamp of this session, exchanges go one at a time (see
-        __init__).
-        """
+        """Make the exchanges ``call`` allows (at most two; one at a time until the server has
+        accepted a timestamp, see __init__); return the 2xx answer, its token marked used."""
         renews_seen, fresh = self._tokens.renews_done, False
         while True:
             if self._offset_confirmed:
@@ -3257,10 +3253,12 @@ class ETradeSession:
                 local_time=self._clock(), token=token, auto_renew=self.auto_renew,
             )  # fmt: skip
         finally:  # learned even when the call may not retry: the next call uses it
-            self._offset_confirmed = self._offset_confirmed or call.clock_confirmed
-            with self._offset_lock:  # threads refused together learn one offset
-                if call.new_offset is not None and self.clock_offset == offset:
-                    self.clock_offset = call.new_offset
+            if call.clock_confirmed:  # only ever set: a refused thread must not close the gate again
+                self._offset_confirmed = True
+            if call.new_offset is not None:
+                with self._offset_lock:  # threads refused together learn one offset
+                    if self.clock_offset == offset:
+                        self.clock_offset = call.new_offset
         if step != _RETURN:
             _logger_debug("%s: %s (clock offset %.0f s)", call.where, step, self.clock_offset)
         return step, response
