@@ -53,12 +53,8 @@ def lean_sign(method: str, url: str) -> str:
     def encode(value: str) -> str:
         if not value.encode().translate(None, UNRESERVED):
             return value
-        return (
-            value.replace("%", "%25")
-            .replace("/", "%2F")
-            .replace("+", "%2B")
-            .replace("=", "%3D")
-            .replace(":", "%3A")
+        return value.replace("%", "%25").replace("/", "%2F").replace("+", "%2B").replace("=", "%3D").replace(
+            ":", "%3A"
         )
 
     scheme, _, rest = url.partition("://")

@@ -68,60 +68,20 @@ def make_test_ca(folder: pathlib.Path) -> None:
     def openssl(*args: str) -> None:
         subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=folder)
 
-    openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=bench CA",
-        "-days",
-        "2",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        # Python 3.13 verifies strictly (VERIFY_X509_STRICT): a CA needs these
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign,cRLSign",
-    )
-    openssl(
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=127.0.0.1",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-    )
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=bench CA", "-days", "2",
+            "-keyout", "ca.key", "-out", "ca.pem",
+            # Python 3.13 verifies strictly (VERIFY_X509_STRICT): a CA needs these
+            "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+            "-keyout", "server.key", "-out", "server.csr")
     (folder / "san.ext").write_text(
         "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
         "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
         "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid,issuer\n"
     )
-    openssl(
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "san.ext",
-        "-out",
-        "server.pem",
-    )
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-days", "2", "-extfile", "san.ext", "-out", "server.pem")
 
 
 # ---- the server process: a verifying HTTPS server and the delaying proxy ----
@@ -269,17 +229,11 @@ def client_http_client(base: str, context: ssl.SSLContext, ca: str):
     port = urlsplit(base).port
     connection = http.client.HTTPSConnection("127.0.0.1", port, context=context)
     url = base + PATH + "?" + urlencode(PARAMS, quote_via=lambda s, *a: oa.percent_encode(s))
-    target = url[len(base) :]
+    target = url[len(base):]
 
     def call() -> bytes:
-        header = oa.sign_request(
-            "GET",
-            url,
-            consumer_key=CONSUMER_KEY,
-            consumer_secret=CONSUMER_SECRET,
-            token=TOKEN,
-            token_secret=TOKEN_SECRET,
-        )
+        header = oa.sign_request("GET", url, consumer_key=CONSUMER_KEY, consumer_secret=CONSUMER_SECRET,
+                                 token=TOKEN, token_secret=TOKEN_SECRET)
         connection.request("GET", target, headers={"Authorization": header, "X-Bench-Client": "http.client"})
         response = connection.getresponse()
         body = response.read()
@@ -331,10 +285,8 @@ def run(label: str, port: int, server_port: int, folder: pathlib.Path, calls: in
     for name, median in medians.items():
         ratio = median / medians["requests"]
         handshakes = after["connections"].get(name, 0) - before["connections"].get(name, 0)
-        print(
-            f"  {name:<14} {median:8.3f} ms/call   {ratio:5.2f}x requests   "
-            f"TCP/TLS handshakes for the whole run: {handshakes}"
-        )
+        print(f"  {name:<14} {median:8.3f} ms/call   {ratio:5.2f}x requests   "
+              f"TCP/TLS handshakes for the whole run: {handshakes}")
     verified, refused = (after[k] - before[k] for k in ("verified", "refused"))
     print(f"  signatures verified by the server: {verified}, refused: {refused}")
     medians["handshakes"] = after["connections"].get("oauth1_etrade", 0) - before["connections"].get(
@@ -363,29 +315,22 @@ def main() -> int:
         try:
             server_port, proxy_port = map(int, server.stdout.readline().split())
             python = f"{platform.python_implementation()} {platform.python_version()} on {platform.machine()}"
-            print(
-                f"Python {python}; "
-                f"oauth1_etrade {oa.__version__}, requests {requests.__version__}, "
-                f"requests-oauthlib {requests_oauthlib.__version__}, httpx {httpx.__version__}; "
-                f"{ssl.OPENSSL_VERSION}"
-            )
+            print(f"Python {python}; "
+                  f"oauth1_etrade {oa.__version__}, requests {requests.__version__}, "
+                  f"requests-oauthlib {requests_oauthlib.__version__}, httpx {httpx.__version__}; "
+                  f"{ssl.OPENSSL_VERSION}")
             loopback = run("loopback HTTPS", server_port, server_port, folder, args.calls)
-            proxied = run(
-                "through a proxy adding 30 ms of round-trip time", proxy_port, server_port, folder, args.calls
-            )
+            proxied = run("through a proxy adding 30 ms of round-trip time", proxy_port, server_port, folder,
+                          args.calls)
         finally:
             server.terminate()
             server.wait()
     checks = [
         ("oauth1_etrade <= 1.0x requests on loopback", loopback["oauth1_etrade"] <= loopback["requests"]),
-        (
-            "oauth1_etrade <= 1.05x requests through the 30 ms proxy",
-            proxied["oauth1_etrade"] <= 1.05 * proxied["requests"],
-        ),
-        (
-            "1 TLS handshake for the whole run, loopback and proxy",
-            loopback["handshakes"] == 1 and proxied["handshakes"] == 1,
-        ),
+        ("oauth1_etrade <= 1.05x requests through the 30 ms proxy",
+         proxied["oauth1_etrade"] <= 1.05 * proxied["requests"]),
+        ("1 TLS handshake for the whole run, loopback and proxy",
+         loopback["handshakes"] == 1 and proxied["handshakes"] == 1),
     ]
     print("\ntargets:")
     for text, met in checks:
